@@ -1,0 +1,1 @@
+"""Two-way sync between a Nameko platform and Salesforce."""

@@ -1,0 +1,112 @@
+"""The ``sfsync`` command: ``import`` a CSV export, run the ``demo``.
+
+Each subcommand imports what it needs when it runs. Errors go to stderr as
+one ``Error:`` line with a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+class CommandError(Exception):
+    """A failure to report to the user as one line, exit status 2."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="sfsync")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    load = commands.add_parser(
+        "import", help="import a Salesforce Contact CSV export into the platform"
+    )
+    load.add_argument("csv", type=Path)
+    load.add_argument(
+        "--amqp-uri",
+        default="pyamqp://guest:guest@127.0.0.1:5672/",
+        help="the broker the contacts service listens on",
+    )
+    load.add_argument("--skip", type=int, default=0, help="records to skip first")
+    load.add_argument("--limit", type=int, default=None, help="records to import")
+    load.add_argument(
+        "--errors",
+        type=Path,
+        default=None,
+        help="where to write refused rows (default: <csv>.errors.csv)",
+    )
+    load.add_argument(
+        "--ids",
+        type=Path,
+        default=None,
+        help="where to write source id -> platform id (default: <csv>.ids.csv)",
+    )
+    load.set_defaults(run=run_import)
+
+    demo = commands.add_parser("demo", help="run every part and sync real data")
+    demo.add_argument("--csv", type=Path, default=None)
+    demo.add_argument("--rows", type=int, default=None, help="use the first N rows")
+    demo.add_argument("--updates", type=int, default=200, help="per side")
+    demo.add_argument("--deletes", type=int, default=50, help="per side")
+    demo.add_argument("--work-dir", type=Path, default=Path("var/demo"))
+    demo.add_argument("--timeout", type=float, default=900.0)
+    demo.set_defaults(run=run_demo)
+
+    args = parser.parse_args(argv)
+    try:
+        status = args.run(args)
+    except CommandError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(status)
+
+
+def run_import(args: argparse.Namespace) -> int:
+    import eventlet
+
+    eventlet.monkey_patch()
+
+    from nameko.standalone.rpc import ClusterRpcProxy
+    from tqdm import tqdm
+
+    from sfsync.importer import import_contacts, read_export, write_ids, write_rejected
+
+    if not args.csv.is_file():
+        raise CommandError(f"{args.csv} is not a file")
+    errors_path = args.errors or args.csv.with_suffix(".errors.csv")
+    ids_path = args.ids or args.csv.with_suffix(".ids.csv")
+    rows = read_export(args.csv, skip=args.skip, limit=args.limit)
+    try:
+        with (
+            ClusterRpcProxy({"AMQP_URI": args.amqp_uri}, timeout=120) as cluster,
+            tqdm(desc="import", unit="row", file=sys.stdout) as bar,
+        ):
+            report = import_contacts(rows, cluster.contacts.create_many, bar.update)
+    except OSError as exc:
+        raise CommandError(
+            f"cannot reach the broker at {args.amqp_uri}: {exc}"
+        ) from exc
+    write_ids(ids_path, report.ids)
+    for row in report.rejected:
+        print(f"line {row.line}: {row.error}")
+    if report.rejected:
+        write_rejected(errors_path, report.rejected)
+    print(
+        f"imported {report.imported} contacts, rejected {len(report.rejected)}"
+        + (f" (written to {errors_path})" if report.rejected else "")
+        + f"; ids in {ids_path}"
+    )
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    import eventlet
+
+    eventlet.monkey_patch()
+
+    from sfsync.demo import Demo
+
+    return Demo.from_args(args).run()

@@ -1,0 +1,262 @@
+"""Salesforce Streaming API notifications as a nameko entrypoint.
+
+``@handle_sobject_notification("Contact")`` declares a PushTopic named after
+the sObject at container start (creating or updating it), subscribes to
+``/topic/Contact`` and runs the decorated method once per notification with
+``(sobject_type, record_type, notification)``.
+
+With ``exclude_current_user`` (the default) the topic's query leaves out
+records last modified by the integration user the service logs in as: the
+sync's own writes never come back down. That is the loop breaker on the
+Salesforce side.
+
+Replay: the last replay id of each channel is stored in Redis, and only once
+every notification up to it has been handled (workers finish out of order;
+storing a later id first would skip an earlier one after a restart). After a
+restart the stream resumes after the stored id.
+
+Config: ``SALESFORCE`` (see ``sfsync.extensions.salesforce``) and
+``REDIS_URIS: {<redis_key>: redis://...}``; the Redis key of a channel is
+``sfsync:replay_id:<channel>``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import redis
+from nameko.containers import WorkerContext
+from nameko.extensions import Entrypoint, ProviderCollector, SharedExtension
+
+from sfsync.extensions.salesforce import client_from_config
+from sfsync.salesforce.client import SalesforceClient, soql_quote
+from sfsync.salesforce.streaming import StreamingSession
+
+__all__ = [
+    "ReplayTracker",
+    "SObjectNotificationHandler",
+    "StreamingClient",
+    "handle_sobject_notification",
+]
+
+log = logging.getLogger(__name__)
+
+REPLAY_KEY_PREFIX = "sfsync:replay_id:"
+STATUS_KEY = "sfsync:streaming:status"
+DEFAULT_REDIS_KEY = "sync"
+
+
+class ReplayTracker:
+    """Which replay id of one channel is safe to store.
+
+    ``received`` each id as it arrives, ``done`` each as its worker ends;
+    ``done`` returns the highest id below which nothing is still in flight,
+    or None when that did not move.
+    """
+
+    def __init__(self) -> None:
+        self._in_flight: list[int] = []
+        self._done: set[int] = set()
+        self._safe: int | None = None
+        self._lock = threading.Lock()
+
+    def received(self, replay_id: int) -> None:
+        with self._lock:
+            self._in_flight.append(replay_id)
+
+    def done(self, replay_id: int) -> int | None:
+        with self._lock:
+            self._done.add(replay_id)
+            moved = False
+            while self._in_flight and self._in_flight[0] in self._done:
+                self._safe = self._in_flight.pop(0)
+                self._done.discard(self._safe)
+                moved = True
+            return self._safe if moved else None
+
+
+class StreamingClient(SharedExtension, ProviderCollector):
+    """One CometD connection per container, feeding every registered handler."""
+
+    def __init__(self, redis_key: str = DEFAULT_REDIS_KEY) -> None:
+        super().__init__()
+        self.redis_key = redis_key
+        self.client: SalesforceClient | None = None
+        self.redis: redis.Redis | None = None
+        self.session: StreamingSession | None = None
+        self.trackers: dict[str, ReplayTracker] = {}
+
+    def setup(self) -> None:
+        self.client = client_from_config(self.container.config)
+        uri = self.container.config["REDIS_URIS"][self.redis_key]
+        self.redis = redis.Redis.from_url(uri, decode_responses=True)
+
+    def start(self) -> None:
+        assert self.client is not None
+        handlers = {provider.channel: provider for provider in self._providers}
+        for provider in handlers.values():
+            provider.declare(self.client)
+            self.trackers[provider.channel] = ReplayTracker()
+        self.session = StreamingSession(
+            self.client, handlers, self.stored_replay_id, self._subscribed
+        )
+        self.container.spawn_managed_thread(
+            partial(self._run, self.session, handlers),
+            identifier="salesforce-streaming",
+        )
+
+    def stop(self) -> None:
+        if self.session is not None:
+            self.session.stop()
+        super().stop()
+
+    def kill(self) -> None:
+        if self.session is not None:
+            self.session.stop()
+
+    def _run(
+        self, session: StreamingSession, handlers: dict[str, SObjectNotificationHandler]
+    ) -> None:
+        for message in session.events():
+            handler = handlers.get(message.get("channel", ""))
+            if handler is None:
+                log.warning("streaming: message on unknown channel %s", message)
+                continue
+            handler.handle_message(message)
+
+    def _subscribed(self) -> None:
+        """Tell operators (and the demo) that this instance is listening."""
+        assert self.redis is not None
+        instance = f"{socket.gethostname()}:{os.getpid()}"
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.redis.sadd(STATUS_KEY + ":subscribed", instance)
+        self.redis.hset(
+            STATUS_KEY,
+            instance,
+            f"subscribed to {', '.join(self.trackers)} at {now}",
+        )
+
+    def stored_replay_id(self, channel: str) -> int | None:
+        assert self.redis is not None
+        value = self.redis.get(REPLAY_KEY_PREFIX + channel)
+        return int(value) if value else None
+
+    def handled(self, channel: str, replay_id: int) -> None:
+        """A worker for ``replay_id`` ended: store the id if it is now safe."""
+        assert self.redis is not None
+        safe = self.trackers[channel].done(replay_id)
+        if safe is not None:
+            self.redis.set(REPLAY_KEY_PREFIX + channel, safe)
+
+
+class SObjectNotificationHandler(Entrypoint):
+    """Entrypoint: one worker per PushTopic notification of ``sobject_type``.
+
+    Consumes ``/topic/<sobject_type>``; calls the method with
+    ``(sobject_type, record_type, notification)`` where ``notification`` is
+    the Bayeux ``data`` (``event`` with ``type`` and ``replayId``, and
+    ``sobject``). A failing worker is logged with its replay id and kept in
+    the Redis list ``sfsync:failed_notifications``; the stream goes on.
+    """
+
+    streaming = StreamingClient()
+
+    def __init__(
+        self,
+        sobject_type: str,
+        record_type: str | None = None,
+        exclude_current_user: bool = True,
+        notify_for_fields: str = "All",
+        fields: tuple[str, ...] = ("Id", "LastModifiedById", "LastModifiedDate"),
+        **kwargs: Any,
+    ) -> None:
+        self.sobject_type = sobject_type
+        self.record_type = record_type
+        self.exclude_current_user = exclude_current_user
+        self.notify_for_fields = notify_for_fields
+        self.fields = fields
+        super().__init__(**kwargs)
+
+    @property
+    def topic_name(self) -> str:
+        return self.sobject_type + (self.record_type or "")
+
+    @property
+    def channel(self) -> str:
+        return f"/topic/{self.topic_name}"
+
+    def setup(self) -> None:
+        self.streaming.register_provider(self)
+
+    def stop(self) -> None:
+        self.streaming.unregister_provider(self)
+
+    def topic_query(self, user_id: str) -> str:
+        query = f"SELECT {', '.join(self.fields)} FROM {self.sobject_type}"
+        if self.exclude_current_user:
+            query += f" WHERE LastModifiedById != '{soql_quote(user_id)}'"
+        return query
+
+    def declare(self, client: SalesforceClient) -> None:
+        """Create or update the PushTopic this entrypoint listens to."""
+        topic = {
+            "Query": self.topic_query(client.user_id),
+            "ApiVersion": float(client.api_version),
+            "NotifyForFields": self.notify_for_fields,
+            "NotifyForOperationCreate": True,
+            "NotifyForOperationUpdate": True,
+            "NotifyForOperationDelete": True,
+            "NotifyForOperationUndelete": True,
+        }
+        existing = list(
+            client.query(
+                "SELECT Id, Query FROM PushTopic "
+                f"WHERE Name = '{soql_quote(self.topic_name)}'"
+            )
+        )
+        if existing:
+            client.update("PushTopic", existing[0]["Id"], topic)
+        else:
+            client.create("PushTopic", {"Name": self.topic_name, **topic})
+        log.info("PushTopic %s declared: %s", self.topic_name, topic["Query"])
+
+    def handle_message(self, message: dict[str, Any]) -> None:
+        data = message["data"]
+        replay_id = int(data["event"]["replayId"])
+        self.streaming.trackers[self.channel].received(replay_id)
+        self.container.spawn_worker(
+            self,
+            (self.sobject_type, self.record_type, data),
+            {},
+            handle_result=partial(self._handled, replay_id),
+        )
+
+    def _handled(
+        self, replay_id: int, worker_ctx: WorkerContext, result: Any, exc_info: Any
+    ) -> tuple[Any, Any]:
+        if exc_info is not None:
+            record = worker_ctx.args[2].get("sobject", {}).get("Id")
+            log.error(
+                "notification %s on %s for %s failed: %s",
+                replay_id,
+                self.channel,
+                record,
+                exc_info[1],
+            )
+            assert self.streaming.redis is not None
+            self.streaming.redis.rpush(
+                "sfsync:failed_notifications",
+                f"{self.channel} {replay_id} {record} {exc_info[1]!r}"[:2000],
+            )
+        self.streaming.handled(self.channel, replay_id)
+        return result, exc_info
+
+
+handle_sobject_notification: Callable[..., Any] = SObjectNotificationHandler.decorator

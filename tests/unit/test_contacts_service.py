@@ -1,0 +1,98 @@
+import pytest
+from nameko.testing.services import worker_factory
+from sqlalchemy import create_engine
+from sqlalchemy.orm import sessionmaker
+
+from sfsync.extensions.source import SOURCE_KEY, Source
+from sfsync.services.contacts import Base, ContactsService, InvalidContact
+
+
+class FakeWorkerContext:
+    def __init__(self, data):
+        self.data = data
+
+
+@pytest.fixture
+def session():
+    engine = create_engine("sqlite://")
+    Base.metadata.create_all(engine)
+    session = sessionmaker(bind=engine)()
+    yield session
+    session.close()
+
+
+def make_service(session, from_salesforce=False):
+    data = {SOURCE_KEY: True} if from_salesforce else {}
+    service = worker_factory(ContactsService, source=Source(FakeWorkerContext(data)))
+    service.db.session = session
+    return service
+
+
+def test_create_commits_and_announces_with_the_id(session):
+    service = make_service(session)
+
+    created = service.create({"last_name": "Turner", "email": " s@t.uk "})
+
+    assert created["email"] == "s@t.uk"
+    service.dispatch.assert_called_once_with(
+        "contact_created", {"id": created["id"], "salesforce_id": None}
+    )
+    assert service.get(created["id"])["last_name"] == "Turner"
+
+
+def test_create_refuses_invalid_data_naming_the_field(session):
+    service = make_service(session)
+
+    with pytest.raises(InvalidContact, match="last_name: is required"):
+        service.create({"first_name": "Nameless"})
+
+    service.dispatch.assert_not_called()
+
+
+def test_create_many_creates_good_rows_and_reports_bad_ones(session):
+    service = make_service(session)
+
+    results = service.create_many([{"last_name": "A"}, {}, {"last_name": "C"}])
+
+    assert "id" in results[0] and "id" in results[2]
+    assert "row 1" in results[1]["error"]
+    assert service.count() == 2
+
+
+def test_upsert_from_salesforce_finds_by_platform_id_before_salesforce_id(session):
+    service = make_service(session)
+    existing = service.create({"last_name": "Before"})
+
+    result = service.upsert_from_salesforce(
+        "003A", existing["id"], {"last_name": "After"}
+    )
+
+    assert result == {"id": existing["id"], "created": False}
+    assert service.get(existing["id"])["salesforce_id"] == "003A"
+    again = service.upsert_from_salesforce("003A", None, {"last_name": "Again"})
+    assert again == {"id": existing["id"], "created": False}
+    assert service.count() == 1
+
+
+def test_changes_are_logged_by_source(session):
+    user = make_service(session)
+    created = user.create({"last_name": "A"})
+    sync = make_service(session, from_salesforce=True)
+
+    sync.link_salesforce_id(created["id"], "003B")
+    sync.delete_by_salesforce_id("003B")
+
+    assert user.change_counts() == {
+        "platform": {"created": 1},
+        "salesforce": {"updated": 1, "deleted": 1},
+    }
+
+
+def test_count_linked_and_unlinked(session):
+    service = make_service(session)
+    first = service.create({"last_name": "A"})
+    service.create({"last_name": "B"})
+    service.link_salesforce_id(first["id"], "003C")
+
+    assert service.count(linked=True) == 1
+    assert service.count(linked=False) == 1

@@ -1,0 +1,1 @@
+"""Local Salesforce emulator: logins, REST sObjects and SOQL, PushTopic streaming."""

@@ -1,0 +1,62 @@
+"""Command line: `python -m sfsync.emulator` runs the local Salesforce emulator."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from sfsync.emulator.server import Settings, serve
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sfsync-emulator",
+        description="Run a local Salesforce emulator (REST, logins, CometD).",
+    )
+    parser.add_argument("--data-dir", type=Path, default=Path("var/emulator"))
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument(
+        "--https-port", type=int, default=8443, help="0 = any free port"
+    )
+    parser.add_argument("--http-port", type=int, default=8080, help="0 = any free port")
+    parser.add_argument("--ready-file", type=Path, default=None)
+    parser.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=110.0,
+        help="seconds a CometD /meta/connect is held",
+    )
+    parser.add_argument(
+        "--api-limit", type=int, default=5_000_000, help="daily API request maximum"
+    )
+    return parser
+
+
+def main() -> None:
+    args = _parser().parse_args()
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    settings = Settings(
+        data_dir=args.data_dir,
+        host=args.host,
+        https_port=args.https_port,
+        http_port=args.http_port,
+        ready_file=args.ready_file,
+        connect_timeout=args.connect_timeout,
+        api_limit=args.api_limit,
+    )
+    try:
+        asyncio.run(serve(settings))
+    except OSError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

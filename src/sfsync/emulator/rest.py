@@ -1,0 +1,356 @@
+"""The REST data API under `/services/data`: sObjects, SOQL, describe, limits."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from sfsync.emulator.errors import ApiError
+from sfsync.emulator.org import Org, lookup_or_fail
+from sfsync.emulator.schema import SOBJECTS, SObjectType
+
+logger = logging.getLogger(__name__)
+
+API_VERSIONS = [f"{major}.0" for major in range(31, 63)]
+JSON_TYPE = "application/json;charset=UTF-8"
+MAX_PAGE_SIZE = 2000
+_VERSION_RE = re.compile(r"^v(\d{2,3}\.\d)$")
+_BATCH_RE = re.compile(r"batchSize\s*=\s*(\d+)", re.IGNORECASE)
+
+Result = tuple[int, Any, dict[str, str]]
+
+
+def json_response(
+    status: int, body: Any, headers: dict[str, str] | None = None
+) -> web.Response:
+    headers = dict(headers or {})
+    if status == 204:
+        return web.Response(status=204, headers=headers)
+    headers["Content-Type"] = JSON_TYPE
+    return web.Response(status=status, body=json.dumps(body).encode(), headers=headers)
+
+
+def session_token(request: web.Request) -> str | None:
+    """Token from `Authorization: Bearer <tok>` or `OAuth <tok>`."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() in ("bearer", "oauth") and token.strip():
+        return token.strip()
+    return None
+
+
+class RestApi:
+    """Dispatches `/services/data/...` paths onto the org."""
+
+    def __init__(self, org: Org) -> None:
+        self.org = org
+
+    async def handle(self, request: web.Request) -> web.Response:
+        path = request.raw_path.split("?", 1)[0]
+        # Split the raw path so an encoded "/" inside an external id survives.
+        tail = path[len("/services/data") :]
+        segments = [unquote(part) for part in tail.split("/") if part]
+        if not segments and request.method == "GET":
+            return json_response(200, self._versions())
+        try:
+            match = _VERSION_RE.match(segments[0]) if segments else None
+            if match is None:
+                raise ApiError(
+                    404, "NOT_FOUND", "The requested resource does not exist"
+                )
+            version = match.group(1)
+            user = self.org.session_user(session_token(request))
+            if user is None:
+                raise ApiError(401, "INVALID_SESSION_ID", "Session expired or invalid")
+            self.org.count_request(user)
+            status, body, headers = await self._route(
+                request, version, segments[1:], user
+            )
+        except ApiError as exc:
+            status, body, headers = exc.status, exc.payload(), {}
+        except Exception:
+            logger.exception("REST %s %s failed", request.method, path)
+            status = 500
+            body = [
+                {"message": "internal emulator error", "errorCode": "UNKNOWN_EXCEPTION"}
+            ]
+            headers = {}
+        headers["Sforce-Limit-Info"] = self.org.limit_info()
+        return json_response(status, body, headers)
+
+    @staticmethod
+    def _versions() -> list[dict[str, str]]:
+        return [
+            {"label": f"Emulated v{v}", "url": f"/services/data/v{v}", "version": v}
+            for v in API_VERSIONS
+        ]
+
+    async def _route(
+        self,
+        request: web.Request,
+        version: str,
+        rest: list[str],
+        user: dict[str, Any],
+    ) -> Result:
+        method = request.method
+        base = f"/services/data/v{version}"
+        if not rest:
+            _allow(method, "GET")
+            return (
+                200,
+                {
+                    name: f"{base}/{name}"
+                    for name in ("sobjects", "query", "queryAll", "limits")
+                },
+                {},
+            )
+        head = rest[0]
+        if head == "sobjects":
+            return await self._sobjects(request, version, rest[1:], user)
+        if head in ("query", "queryAll") and len(rest) <= 2:
+            _allow(method, "GET")
+            return self._query(
+                request, version, rest, include_deleted=head == "queryAll"
+            )
+        if head == "limits" and len(rest) == 1:
+            _allow(method, "GET")
+            return 200, self._limits(), {}
+        raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
+
+    async def _sobjects(
+        self,
+        request: web.Request,
+        version: str,
+        rest: list[str],
+        user: dict[str, Any],
+    ) -> Result:
+        method = request.method
+        if not rest:
+            _allow(method, "GET")
+            return 200, describe_global(version), {}
+        sotype = lookup_or_fail(rest[0])
+        url = f"/services/data/v{version}/sobjects/{sotype.name}"
+        if len(rest) == 1:
+            _allow(method, "GET", "POST")
+            if method == "GET":
+                summary = describe_summary(sotype, version)
+                return 200, {"objectDescribe": summary, "recentItems": []}, {}
+            record = self.org.create(sotype, await _body(request), user["Id"])
+            body = {"id": record["Id"], "success": True, "errors": []}
+            return 201, body, {"Location": f"{url}/{record['Id']}"}
+        if len(rest) == 2 and rest[1] == "describe":
+            _allow(method, "GET")
+            return 200, describe(sotype, version), {}
+        if len(rest) == 2:
+            _allow(method, "GET", "PATCH", "DELETE")
+            record_id = self.org.resolve_id(sotype, rest[1])
+            if method == "GET":
+                record = self.org.get(sotype, record_id)
+                fields = _requested_fields(sotype, request.query.get("fields"))
+                return 200, self.org.render(sotype, record, fields, version), {}
+            if method == "PATCH":
+                self.org.update(sotype, record_id, await _body(request), user["Id"])
+                return 204, None, {}
+            self.org.delete(sotype, record_id, user["Id"])
+            return 204, None, {}
+        if len(rest) == 3:
+            _allow(method, "GET", "PATCH")
+            field_name, value = rest[1], rest[2]
+            if method == "GET":
+                return self._get_by_external_id(
+                    sotype, field_name, value, version, request
+                )
+            record, created = self.org.upsert(
+                sotype, field_name, value, await _body(request), user["Id"], version
+            )
+            body = {
+                "id": record["Id"],
+                "success": True,
+                "errors": [],
+                "created": created,
+            }
+            if created:
+                return 201, body, {"Location": f"{url}/{record['Id']}"}
+            # `created:false` with 200 arrived in API v46; older versions said 204.
+            if float(version) >= 46:
+                return 200, body, {}
+            return 204, None, {}
+        raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
+
+    def _get_by_external_id(
+        self,
+        sotype: SObjectType,
+        field_name: str,
+        value: str,
+        version: str,
+        request: web.Request,
+    ) -> Result:
+        spec = sotype.field(field_name)
+        if spec is None or not spec.external_id:
+            raise ApiError(
+                404,
+                "NOT_FOUND",
+                "Provided external ID field does not exist or is not accessible: "
+                f"{field_name}",
+            )
+        matches = self.org.find_live(sotype, spec.name, value)
+        if not matches:
+            raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
+        if len(matches) > 1:
+            urls = [
+                f"/services/data/v{version}/sobjects/{sotype.name}/{m}" for m in matches
+            ]
+            raise ApiError(300, "MULTIPLE_CHOICES", "More than one record", body=urls)
+        record = self.org.get(sotype, matches[0])
+        fields = _requested_fields(sotype, request.query.get("fields"))
+        return 200, self.org.render(sotype, record, fields, version), {}
+
+    def _query(
+        self,
+        request: web.Request,
+        version: str,
+        rest: list[str],
+        include_deleted: bool,
+    ) -> Result:
+        if len(rest) == 2:
+            return 200, self.org.next_page(rest[1]), {}
+        text = request.query.get("q")
+        if not text:
+            raise ApiError(400, "MALFORMED_QUERY", "A query string (q) is required")
+        page_size = MAX_PAGE_SIZE
+        options = request.headers.get("Sforce-Query-Options", "")
+        match = _BATCH_RE.search(options)
+        if match:
+            # Salesforce enforces 200..2000; any positive size is honoured here
+            # so tests can page through small data sets.
+            page_size = max(1, min(MAX_PAGE_SIZE, int(match.group(1))))
+        result = self.org.query(
+            text, include_deleted=include_deleted, page_size=page_size, version=version
+        )
+        return 200, result, {}
+
+    def _limits(self) -> dict[str, Any]:
+        used = self.org.api_usage["used"]
+        limit = self.org.api_limit
+        return {
+            "DailyApiRequests": {"Max": limit, "Remaining": max(0, limit - used)},
+            "DailyStreamingApiEvents": {"Max": 1_000_000, "Remaining": 1_000_000},
+            "DailyDurableStreamingApiEvents": {
+                "Max": 1_000_000,
+                "Remaining": 1_000_000,
+            },
+        }
+
+
+def _allow(method: str, *allowed: str) -> None:
+    if method not in allowed:
+        raise ApiError(
+            405,
+            "METHOD_NOT_ALLOWED",
+            f"HTTP Method '{method}' not allowed. Allowed are {','.join(allowed)}",
+        )
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    try:
+        body = json.loads(raw or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(
+            400,
+            "JSON_PARSER_ERROR",
+            f"Unexpected character at [line:{getattr(exc, 'lineno', 1)}, "
+            f"column:{getattr(exc, 'colno', 1)}]",
+        ) from None
+    if not isinstance(body, dict):
+        raise ApiError(
+            400,
+            "JSON_PARSER_ERROR",
+            "Cannot deserialize instance of sObject from a JSON value that is "
+            "not an object",
+        )
+    return body
+
+
+def _requested_fields(sotype: SObjectType, raw: str | None) -> list[str] | None:
+    if not raw:
+        return None
+    fields: list[str] = []
+    for name in (part.strip() for part in raw.split(",")):
+        spec = sotype.field(name)
+        if spec is None:
+            raise ApiError(
+                400,
+                "INVALID_FIELD",
+                f"No such column '{name}' on entity '{sotype.name}'",
+            )
+        fields.append(spec.name)
+    return fields
+
+
+def describe_summary(sotype: SObjectType, version: str) -> dict[str, Any]:
+    base = f"/services/data/v{version}/sobjects/{sotype.name}"
+    return {
+        "name": sotype.name,
+        "label": sotype.label,
+        "labelPlural": sotype.label + "s",
+        "keyPrefix": sotype.key_prefix,
+        "custom": False,
+        "createable": sotype.createable,
+        "updateable": sotype.updateable,
+        "deletable": sotype.deletable,
+        "queryable": True,
+        "retrieveable": True,
+        "searchable": False,
+        "urls": {
+            "sobject": base,
+            "describe": f"{base}/describe",
+            "rowTemplate": f"{base}/{{ID}}",
+        },
+    }
+
+
+def describe(sotype: SObjectType, version: str) -> dict[str, Any]:
+    fields = []
+    for spec in sotype.fields.values():
+        fields.append(
+            {
+                "name": spec.name,
+                "type": spec.type,
+                "label": spec.label,
+                "length": spec.length,
+                "nillable": not spec.required
+                and spec.type != "boolean"
+                and spec.name != "Id",
+                "createable": spec.createable,
+                "updateable": spec.updateable,
+                "unique": spec.unique,
+                "externalId": spec.external_id,
+                "idLookup": spec.name == "Id" or spec.external_id,
+                "calculated": spec.name == "Name" and sotype.name == "Contact",
+                "defaultedOnCreate": spec.default is not None
+                or spec.name in ("Id", "OwnerId", "IsDeleted"),
+                "referenceTo": list(spec.reference_to),
+                "relationshipName": spec.name[:-2]
+                if spec.type == "reference" and spec.name.endswith("Id")
+                else None,
+                "picklistValues": [
+                    {"value": v, "label": v, "active": True, "defaultValue": False}
+                    for v in spec.restricted_values
+                ],
+            }
+        )
+    summary = describe_summary(sotype, version)
+    return summary | {"fields": fields, "recordTypeInfos": [], "childRelationships": []}
+
+
+def describe_global(version: str) -> dict[str, Any]:
+    return {
+        "encoding": "UTF-8",
+        "maxBatchSize": 200,
+        "sobjects": [describe_summary(s, version) for s in SOBJECTS.values()],
+    }

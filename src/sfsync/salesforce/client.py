@@ -103,8 +103,10 @@ class SalesforceClient:
         self.client_name = client_name
         self.timeout = timeout
         self.api_usage: tuple[int, int] | None = None
+        # Passed on every call: a session-wide ``verify`` loses to the
+        # REQUESTS_CA_BUNDLE environment variable, this does not.
+        self.verify: str | bool = ca_file or True
         self.http = requests.Session()
-        self.http.verify = ca_file or True
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size)
         self.http.mount("https://", adapter)
         self.http.mount("http://", adapter)
@@ -201,7 +203,9 @@ class SalesforceClient:
 
     def _post_login(self, url: str, **kwargs: Any) -> requests.Response:
         try:
-            return self.http.post(url, timeout=self.timeout, **kwargs)
+            return self.http.post(
+                url, timeout=self.timeout, verify=self.verify, **kwargs
+            )
         except requests.RequestException as exc:
             raise ServerUnavailable(
                 f"could not reach the Salesforce login host: {type(exc).__name__}"
@@ -236,6 +240,7 @@ class SalesforceClient:
                     session.instance_url + path,
                     headers=headers,
                     timeout=self.timeout,
+                    verify=self.verify,
                     **kwargs,
                 )
             except requests.RequestException as exc:

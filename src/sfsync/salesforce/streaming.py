@@ -188,6 +188,7 @@ class StreamingSession:
                 json=list(messages),
                 headers={"Authorization": f"Bearer {session.access_token}"},
                 timeout=timeout,
+                verify=self.client.verify,
             )
         except requests.RequestException as exc:
             raise ServerUnavailable(

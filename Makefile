@@ -1,0 +1,43 @@
+# The two commands a new user needs: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-unit emulator infra infra-stop lint bench clean
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
+	touch $(STAMP)
+
+infra:
+	scripts/infra.sh start
+
+infra-stop:
+	scripts/infra.sh stop
+
+## Everything running, the bundled export played into both sides; ends with SUMMARY.
+demo: $(STAMP) infra
+	$(BIN)/sfsync demo $(DEMO_ARGS)
+
+## The whole test suite on real RabbitMQ, Redis and the emulator.
+test: $(STAMP) infra
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: $(STAMP)
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+## The local Salesforce in the foreground.
+emulator: $(STAMP)
+	$(BIN)/sfsync-emulator --data-dir var/emulator
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy src
+
+clean:
+	rm -rf var

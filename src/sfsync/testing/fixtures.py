@@ -1,0 +1,108 @@
+"""pytest fixtures for integration tests on real RabbitMQ, Redis and emulator.
+
+Load with ``pytest_plugins = ["sfsync.testing.fixtures"]``. RabbitMQ and
+Redis must be running on 127.0.0.1 (``scripts/infra.sh start``); each test
+gets its own RabbitMQ vhost, a flushed Redis database and a fresh emulator.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from sfsync.salesforce.client import Credentials, SalesforceClient
+from sfsync.stack import create_vhost, delete_vhost
+from sfsync.testing.emulator import EmulatorProcess, start_emulator
+
+TEST_REDIS_URI = "redis://127.0.0.1:6379/2"
+
+
+@pytest.fixture
+def broker_uri() -> Iterator[str]:
+    vhost = f"sfsync-test-{uuid.uuid4().hex[:8]}"
+    create_vhost(vhost)
+    yield f"pyamqp://guest:guest@127.0.0.1:5672/{vhost}"
+    delete_vhost(vhost)
+
+
+@pytest.fixture
+def redis_uri() -> Iterator[str]:
+    client = redis.Redis.from_url(TEST_REDIS_URI)
+    client.flushdb()
+    yield TEST_REDIS_URI
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def emulator(tmp_path: Path) -> Iterator[EmulatorProcess]:
+    process = start_emulator(tmp_path / "emulator", connect_timeout=2.0)
+    yield process
+    process.stop()
+
+
+def user_client(emulator: EmulatorProcess, role: str) -> SalesforceClient:
+    user = emulator.users[role]
+    return SalesforceClient(
+        Credentials(emulator.https_url, user["username"], user["password"]),
+        ca_file=emulator.ca_file,
+        client_name=f"test-{role}",
+    )
+
+
+@pytest.fixture
+def sales(emulator: EmulatorProcess) -> Iterator[SalesforceClient]:
+    """A client logged in as the sales user: a person editing in Salesforce."""
+    client = user_client(emulator, "sales")
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def service_config(
+    emulator: EmulatorProcess, broker_uri: str, redis_uri: str, tmp_path: Path
+) -> dict[str, Any]:
+    """One nameko config that serves both services in a test."""
+    integration = emulator.users["integration"]
+    return {
+        "AMQP_URI": broker_uri,
+        "max_workers": 10,
+        "DB_URIS": {"contacts:Base": f"sqlite:///{tmp_path / 'contacts.sqlite3'}"},
+        "REDIS_URIS": {"sync": redis_uri},
+        "SALESFORCE": {
+            "LOGIN_URL": emulator.https_url,
+            "USERNAME": integration["username"],
+            "PASSWORD": integration["password"],
+            "API_VERSION": "59.0",
+            "CA_FILE": emulator.ca_file,
+            "CLIENT_NAME": "sfsync-test",
+        },
+    }
+
+
+def wait_for(
+    condition: Callable[[], Any], timeout: float = 15.0, what: str = "condition"
+) -> Any:
+    """Poll ``condition`` until it returns something truthy; bounded."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def wait_until_streaming(redis_uri: str, instances: int = 1) -> None:
+    client = redis.Redis.from_url(redis_uri)
+    wait_for(
+        lambda: client.scard("sfsync:streaming:status:subscribed") >= instances,
+        what="the sync to subscribe",
+    )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import secrets
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -327,6 +327,9 @@ class Org:
                 400, "INVALID_FIELD", f"Invalid PushTopic query: {problem}", ["Query"]
             )
         if record["Id"]:
+            stale = [k for k in self.push_topic_queries if k[0] == record["Id"]]
+            for old in stale:
+                del self.push_topic_queries[old]
             self.push_topic_queries[key] = query
         return query
 
@@ -481,7 +484,7 @@ class Org:
     ) -> dict[str, Any]:
         query = soql.bind(soql.parse(text))
         assert query.sotype is not None
-        rows = self.records[query.sotype.name].values()
+        rows: Iterable[dict[str, Any]] = self.records[query.sotype.name].values()
         if not include_deleted:
             rows = [row for row in rows if not row["IsDeleted"]]
         matched = soql.execute(query, rows)

@@ -55,7 +55,8 @@ class RestApi:
         tail = path[len("/services/data") :]
         segments = [unquote(part) for part in tail.split("/") if part]
         if not segments and request.method == "GET":
-            return json_response(200, self._versions())
+            limit = {"Sforce-Limit-Info": self.org.limit_info()}
+            return json_response(200, self._versions(), limit)
         try:
             match = _VERSION_RE.match(segments[0]) if segments else None
             if match is None:

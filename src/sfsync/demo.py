@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import eventlet
+from nameko.exceptions import UnknownService
 from nameko.standalone.rpc import ClusterRpcProxy
 from tqdm import tqdm
 
-from sfsync.importer import read_export
+from sfsync.importer import read_export, write_rejected
 from sfsync.mapping import (
     EXTERNAL_ID_FIELD,
     SALESFORCE_NAMES,
@@ -43,7 +44,8 @@ __all__ = ["Comparison", "Demo", "compare"]
 
 DEFAULT_CSV = ROOT / "data" / "contacts.csv"
 SALES_WRITERS = 8
-POLL_SECONDS = 1.0
+POLL_SECONDS = 0.5
+PROGRESS_SECONDS = 5.0
 
 
 @dataclass
@@ -183,13 +185,25 @@ class Demo:
             redis_uri="redis://127.0.0.1:6379/1",
         )
         self.stack.start()
-        self.stack.wait_until_streaming()
         self.platform = ClusterRpcProxy({"AMQP_URI": self.stack.amqp_uri}, timeout=60)
         self.rpc = self.platform.start()
+        self._wait_for_contacts_service()
+        self.stack.wait_until_streaming()
         _say(
             f"ready: Salesforce at {self.emulator.https_url}, "
             f"logs in {self.work_dir}/logs"
         )
+
+    def _wait_for_contacts_service(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.rpc.contacts.count()
+                return
+            except UnknownService:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def _stop(self) -> None:
         if getattr(self, "rpc", None) is not None:
@@ -253,27 +267,25 @@ class Demo:
         _say(f"phase 1: the sales team creates {count} contacts in Salesforce (REST)")
         rows = list(read_export(self.csv_path, limit=count))
         ids: list[str] = []
-        rejected = 0
-        rejected_path = self.work_dir / "salesforce-rejected.csv"
+        refused = []
         pool = eventlet.GreenPool(SALES_WRITERS)
-        with (
-            tqdm(
-                total=len(rows), desc="salesforce", unit="row", file=sys.stdout
-            ) as bar,
-            rejected_path.open("w", encoding="utf-8") as rejected_file,
-        ):
-            for row, outcome in zip(
-                rows, pool.imap(self._sales_create, rows), strict=True
-            ):
+        outcomes = pool.imap(self._sales_create, rows)
+        with tqdm(
+            total=len(rows), desc="salesforce", unit="row", file=sys.stdout,
+            mininterval=2.0,
+        ) as bar:  # fmt: skip
+            for row, outcome in zip(rows, outcomes, strict=True):
                 bar.update(1)
                 if isinstance(outcome, SalesforceError):
-                    rejected += 1
-                    rejected_file.write(f"line {row.line}: {outcome}\n")
-                    print(
-                        f"line {row.line} refused by Salesforce: {outcome.error_code}"
-                    )
+                    row.error = str(outcome)
+                    refused.append(row)
                 else:
                     ids.append(outcome)
+        for row in refused:
+            print(f"line {row.line} refused by Salesforce: {row.error}")
+        if refused:
+            write_rejected(self.work_dir / "salesforce-rejected.csv", refused)
+        rejected = len(refused)
         return ids, rejected
 
     def _sales_create(self, row: Any) -> str | SalesforceError:
@@ -314,17 +326,22 @@ class Demo:
     def _wait_for_convergence(self, expected: int) -> Comparison:
         _say(f"waiting until both sides hold the same {expected} contacts")
         deadline = time.monotonic() + self.timeout
-        with tqdm(total=expected, desc="linked", unit="rec", file=sys.stdout) as bar:
-            while True:
-                linked = min(
-                    self.rpc.contacts.count(linked=True),
-                    self.sales.count(f"FROM Contact WHERE {EXTERNAL_ID_FIELD} != null"),
+        last_report = 0.0
+        while True:
+            on_platform = self.rpc.contacts.count(linked=True)
+            in_salesforce = self.sales.count(
+                f"FROM Contact WHERE {EXTERNAL_ID_FIELD} != null"
+            )
+            done = on_platform == in_salesforce == expected
+            if done or time.monotonic() > deadline:
+                break
+            if time.monotonic() - last_report >= PROGRESS_SECONDS:
+                _say(
+                    f"  linked so far: {on_platform}/{expected} on the platform, "
+                    f"{in_salesforce}/{expected} in Salesforce"
                 )
-                bar.n = linked
-                bar.refresh()
-                if linked == expected or time.monotonic() > deadline:
-                    break
-                time.sleep(POLL_SECONDS)
+                last_report = time.monotonic()
+            time.sleep(POLL_SECONDS)
         while True:
             result = compare(self.sales, self.rpc.contacts.list)
             settled = result.converged and result.salesforce == expected
@@ -395,7 +412,8 @@ class Demo:
         assert self.emulator is not None
         stats = self.emulator.stats()
         username = self.emulator.users["integration"]["username"]
-        to_salesforce = sum(stats["dml"].get(username, {}).values())
+        by_object = stats["dml_by_object"].get(username, {})
+        to_salesforce = sum(by_object.get("Contact", {}).values())
         by_source = self.rpc.contacts.change_counts()
         return {
             "to_salesforce": to_salesforce,

@@ -35,12 +35,16 @@ def contacts(services, service_config):
 
 def integration_writes(emulator):
     username = emulator.users["integration"]["username"]
-    return dict(emulator.stats()["dml"].get(username, {}))
+    by_object = emulator.stats()["dml_by_object"].get(username, {})
+    return dict(by_object.get("Contact", {}))
 
 
 def writes_since(emulator, before):
     after = integration_writes(emulator)
-    return {op: after.get(op, 0) - before.get(op, 0) for op in after}
+    return {
+        op: after.get(op, 0) - before.get(op, 0)
+        for op in ("create", "update", "delete")
+    }
 
 
 def salesforce_contact_for(sales, contact_id):

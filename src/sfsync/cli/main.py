@@ -7,7 +7,9 @@ one ``Error:`` line with a non-zero exit status.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import warnings
 from pathlib import Path
 
 __all__ = ["main"]
@@ -18,6 +20,13 @@ class CommandError(Exception):
 
 
 def main(argv: list[str] | None = None) -> None:
+    # Eventlet announces its bug-fix-only status on import; nameko 2.14 runs
+    # on it by design (see docs), so the user need not see that every time.
+    warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+    logging.basicConfig(
+        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("amqp").setLevel(logging.ERROR)
     parser = argparse.ArgumentParser(prog="sfsync")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -82,7 +91,7 @@ def run_import(args: argparse.Namespace) -> int:
     try:
         with (
             ClusterRpcProxy({"AMQP_URI": args.amqp_uri}, timeout=120) as cluster,
-            tqdm(desc="import", unit="row", file=sys.stdout) as bar,
+            tqdm(desc="import", unit="row", file=sys.stdout, mininterval=2.0) as bar,
         ):
             report = import_contacts(rows, cluster.contacts.create_many, bar.update)
     except OSError as exc:

@@ -195,14 +195,18 @@ class Org:
         snapshot["api_requests"].update(self.stats["api_requests"])
         for username, counts in self.stats["dml"].items():
             snapshot["dml"].setdefault(username, {}).update(counts)
+        snapshot["dml_by_object"] = self.stats.get("dml_by_object", {})
         return snapshot
 
-    def _count_dml(self, user_id: str, operation: str) -> None:
+    def _count_dml(self, user_id: str, operation: str, sobject: str) -> None:
         username = self.user(user_id)["Username"]
-        counts = self.stats["dml"].setdefault(
-            username, {"create": 0, "update": 0, "delete": 0}
-        )
-        counts[operation] += 1
+        for counts in (
+            self.stats["dml"].setdefault(username, _zero_dml()),
+            self.stats.setdefault("dml_by_object", {})
+            .setdefault(username, {})
+            .setdefault(sobject, _zero_dml()),
+        ):
+            counts[operation] += 1
 
     def flush(self) -> None:
         """Persist the counters that are not written with every request."""
@@ -370,7 +374,7 @@ class Org:
         self._stamp(record, self.next_stamp(), created=True)
         self.records[sotype.name][record["Id"]] = record
         self._index(sotype.name, record)
-        self._count_dml(user_id, "create")
+        self._count_dml(user_id, "create", sotype.name)
         self._emit(Change("created", sotype, None, record, set(values), user_id))
         self._commit(sotype, record)
         logger.debug("created %s %s", sotype.name, record["Id"])
@@ -403,7 +407,7 @@ class Org:
         self._unindex(sotype.name, before)
         self.records[sotype.name][record["Id"]] = record
         self._index(sotype.name, record)
-        self._count_dml(user_id, "update")
+        self._count_dml(user_id, "update", sotype.name)
         self._emit(Change("updated", sotype, before, record, changed, user_id))
         self._commit(sotype, record)
         logger.debug("updated %s %s", sotype.name, record["Id"])
@@ -418,7 +422,7 @@ class Org:
         self._stamp(record, self.next_stamp(), created=False)
         self._unindex(sotype.name, before)
         self.records[sotype.name][record_id] = record
-        self._count_dml(user_id, "delete")
+        self._count_dml(user_id, "delete", sotype.name)
         self._emit(Change("deleted", sotype, before, record, {"IsDeleted"}, user_id))
         self._commit(sotype, record)
         logger.debug("deleted %s %s", sotype.name, record_id)
@@ -558,3 +562,7 @@ def lookup_or_fail(name: str) -> SObjectType:
             "a custom object, be sure to append the '__c' after the entity name.",
         )
     return sotype
+
+
+def _zero_dml() -> dict[str, int]:
+    return {"create": 0, "update": 0, "delete": 0}

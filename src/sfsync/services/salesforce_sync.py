@@ -16,25 +16,54 @@ repeated events converge. Tasks take lists of ids so that batching can slot in.
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from nameko.events import SERVICE_POOL, event_handler
+from nameko.exceptions import RemoteError, UnknownService
 from nameko.rpc import RpcProxy, rpc
+from nameko_redis import Redis
 
-from sfsync.extensions.lock import RecordLock
+from sfsync.extensions.lock import LockTimeout, RecordLock
 from sfsync.extensions.salesforce import SalesforceAPI
 from sfsync.extensions.source import SourceTracker
 from sfsync.extensions.streaming import handle_sobject_notification
 from sfsync.mapping import EXTERNAL_ID_FIELD, to_platform, to_salesforce
 from sfsync.salesforce.client import soql_quote
-from sfsync.salesforce.errors import RecordNotFound
+from sfsync.salesforce.errors import (
+    InvalidRequest,
+    RecordNotFound,
+    RequestRefused,
+    ServerUnavailable,
+    SessionExpired,
+)
 
 log = logging.getLogger(__name__)
 
 SOBJECT = "Contact"
 REDIS_KEY = "sync"
+FAILURES_KEY = "sfsync:failed"
+RETRY_DELAYS = (0.5, 1, 2, 4, 8, 16)  # seconds; ~30 s in all
+_TRANSIENT = (
+    ServerUnavailable,
+    RequestRefused,
+    SessionExpired,
+    LockTimeout,
+    UnknownService,
+    ConnectionError,
+)
+
+
+def is_transient(exc: Exception) -> bool:
+    """Worth another try: the other side is down, busy or not there yet."""
+    if isinstance(exc, InvalidRequest):
+        return exc.error_code == "UNABLE_TO_LOCK_ROW"
+    if isinstance(exc, RemoteError):
+        return exc.exc_type in ("OperationalError", "LockTimeout")
+    return isinstance(exc, _TRANSIENT)
 
 
 class SalesforceSyncService:
@@ -46,6 +75,7 @@ class SalesforceSyncService:
     salesforce = SalesforceAPI()
     source = SourceTracker()
     locks = RecordLock(REDIS_KEY)
+    redis = Redis(REDIS_KEY)
 
     # -- up: platform -> Salesforce ----------------------------------------
 
@@ -128,7 +158,52 @@ class SalesforceSyncService:
     def on_salesforce_contact(
         self, sobject_type: str, record_type: str | None, notification: dict
     ) -> None:
-        self.sync_down([notification["sobject"]["Id"]])
+        self._retrying("down", self.sync_down, [notification["sobject"]["Id"]])
+
+    # -- failures ----------------------------------------------------------
+
+    def _retrying(self, direction: str, task: Callable, ids: list) -> None:
+        """Run ``task(ids)``, trying again on transient errors, then keep it.
+
+        The wait is a sleeping worker for now; waiting in RabbitMQ instead,
+        with schedules per error kind, is issue #3. A task out of tries is
+        logged and kept in Redis (``failures`` lists them, ``sync_up`` and
+        ``sync_down`` replay them) rather than lost.
+        """
+        for attempt, delay in enumerate((*RETRY_DELAYS, None), start=1):
+            try:
+                task(ids)
+                return
+            except Exception as exc:
+                if delay is None or not is_transient(exc):
+                    self._keep_failure(direction, ids, exc, attempt)
+                    return
+                log.warning(
+                    "%s: %s failed (%s), try %s again in %s s",
+                    direction, ids, exc, attempt + 1, delay,
+                )  # fmt: skip
+                time.sleep(delay)
+
+    def _keep_failure(
+        self, direction: str, ids: list, exc: Exception, attempts: int
+    ) -> None:
+        log.error(
+            "%s: %s failed after %s tries: %s", direction, ids, attempts, exc,
+            exc_info=not is_transient(exc),
+        )  # fmt: skip
+        entry = {
+            "direction": direction,
+            "ids": ids,
+            "error": f"{type(exc).__name__}: {exc}"[:1000],
+            "tries": attempts,
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        self.redis.rpush(FAILURES_KEY, json.dumps(entry))
+
+    @rpc
+    def failures(self) -> list[dict[str, Any]]:
+        """Sync tasks that ran out of tries, oldest first."""
+        return [json.loads(item) for item in self.redis.lrange(FAILURES_KEY, 0, -1)]
 
     @rpc
     def sync_down(self, salesforce_ids: Iterable[str]) -> list[int | None]:

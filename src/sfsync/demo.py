@@ -122,6 +122,8 @@ class Demo:
         deletes: int,
         work_dir: Path,
         timeout: float,
+        vhost: str = "sfsync-demo",
+        redis_uri: str = "redis://127.0.0.1:6379/1",
     ) -> None:
         self.csv_path = csv_path
         self.rows = rows
@@ -129,6 +131,8 @@ class Demo:
         self.deletes = deletes
         self.work_dir = work_dir.resolve()
         self.timeout = timeout
+        self.vhost = vhost
+        self.redis_uri = redis_uri
         self.phases: dict[str, float] = {}
         self.summary: dict[str, Any] = {}
         self.emulator: EmulatorProcess | None = None
@@ -143,6 +147,8 @@ class Demo:
             deletes=args.deletes,
             work_dir=args.work_dir,
             timeout=args.timeout,
+            vhost=args.vhost,
+            redis_uri=args.redis_uri,
         )
 
     # -- the run -------------------------------------------------------
@@ -181,8 +187,8 @@ class Demo:
             salesforce_ca_file=self.emulator.ca_file,
             salesforce_username=integration["username"],
             salesforce_password=integration["password"],
-            vhost="sfsync-demo",
-            redis_uri="redis://127.0.0.1:6379/1",
+            vhost=self.vhost,
+            redis_uri=self.redis_uri,
         )
         self.stack.start()
         self.platform = ClusterRpcProxy({"AMQP_URI": self.stack.amqp_uri}, timeout=60)

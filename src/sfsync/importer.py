@@ -116,7 +116,7 @@ def import_contacts(
 
     for row in rows:
         if row.error is not None:
-            log.warning("line %s rejected: %s", row.line, row.error)
+            log.info("line %s rejected: %s", row.line, row.error)
             report.rejected.append(row)
             progress(1)
             continue

@@ -1,10 +1,12 @@
+import json
 from unittest.mock import call
 
+from nameko.exceptions import UnknownService
 from nameko.testing.services import worker_factory
 
 from sfsync.extensions.source import SOURCE_KEY, Source
 from sfsync.salesforce.client import UpsertResult
-from sfsync.salesforce.errors import RecordNotFound
+from sfsync.salesforce.errors import RecordNotFound, ServerUnavailable
 from sfsync.services.salesforce_sync import SalesforceSyncService
 
 
@@ -121,3 +123,43 @@ def test_salesforce_delete_removes_the_platform_contact():
     assert service.sync_down(["003A"]) == [None]
 
     service.contacts.delete_by_salesforce_id.assert_called_once_with("003A")
+
+
+def test_transient_failure_is_tried_again(monkeypatch):
+    monkeypatch.setattr("time.sleep", lambda seconds: None)
+    service, _ = make_service()
+    service.contacts.get.side_effect = [UnknownService("contacts"), CONTACT]
+    service.salesforce.upsert.return_value = UpsertResult("003NEW", created=True)
+
+    service.on_contact_created({"id": 7, "salesforce_id": None})
+
+    assert service.contacts.get.call_count == 2
+    service.redis.rpush.assert_not_called()
+
+
+def test_permanent_failure_is_kept_for_an_operator_after_one_try(monkeypatch):
+    monkeypatch.setattr("time.sleep", lambda seconds: None)
+    service, _ = make_service()
+    service.salesforce.get.return_value = {"Id": "003A", "LastName": "x" * 81}
+
+    service.on_salesforce_contact("Contact", None, {"sobject": {"Id": "003A"}})
+
+    key, entry = service.redis.rpush.call_args.args
+    kept = json.loads(entry)
+    assert key == "sfsync:failed"
+    assert kept["direction"] == "down"
+    assert kept["ids"] == ["003A"]
+    assert kept["tries"] == 1
+    assert "last_name" in kept["error"]
+
+
+def test_transient_failure_that_never_clears_is_kept_after_every_try(monkeypatch):
+    sleeps = []
+    monkeypatch.setattr("time.sleep", sleeps.append)
+    service, _ = make_service()
+    service.contacts.get.side_effect = ServerUnavailable("Salesforce is down")
+
+    service.on_contact_updated({"id": 7, "salesforce_id": None})
+
+    assert sleeps == [0.5, 1, 2, 4, 8, 16]
+    assert json.loads(service.redis.rpush.call_args.args[1])["tries"] == 7

@@ -97,7 +97,7 @@ class SalesforceSyncService:
                 "up: contact %s changed by the sync itself, dropped", payload["id"]
             )
             return
-        self.sync_up([payload["id"]])
+        self._retrying("up", self.sync_up, [payload["id"]])
 
     @rpc
     def sync_up(self, contact_ids: list[int]) -> list[str | None]:

@@ -103,7 +103,7 @@ def import_contacts(
     chunk: list[ExportRow] = []
 
     def flush() -> None:
-        results = create_many([row.data for row in chunk]) if chunk else []
+        results = create_many([row.data or {} for row in chunk]) if chunk else []
         for row, result in zip(chunk, results, strict=True):
             if "error" in result:
                 row.error = result["error"]

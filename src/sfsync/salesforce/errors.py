@@ -95,14 +95,14 @@ _BY_STATUS: dict[int, type[SalesforceError]] = {
 
 def error_from_response(status: int, body: Any, what: str) -> SalesforceError:
     """Build the error for a failed REST response about ``what``."""
-    error_code, message, fields = "", "", []
+    error_code, message, fields = "", "", list[str]()
     if isinstance(body, list) and body and isinstance(body[0], dict):
-        error_code = body[0].get("errorCode", "")
-        message = body[0].get("message", "")
-        fields = body[0].get("fields") or []
+        error_code = str(body[0].get("errorCode", ""))
+        message = str(body[0].get("message", ""))
+        fields = list(body[0].get("fields") or [])
     elif isinstance(body, dict):
-        error_code = body.get("errorCode", body.get("error", ""))
-        message = body.get("message", body.get("error_description", ""))
+        error_code = str(body.get("errorCode", body.get("error", "")))
+        message = str(body.get("message", body.get("error_description", "")))
     if status >= 500:
         cls: type[SalesforceError] = ServerUnavailable
     else:

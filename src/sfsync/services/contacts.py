@@ -227,10 +227,9 @@ class ContactsService:
         id column means two concurrent calls cannot create two contacts.
         """
         cleaned = _validated(data, f"Salesforce contact {salesforce_id}")
-        contact = self._linked(salesforce_id, platform_id)
-        created = contact is None
-        if created:
-            contact = Contact(salesforce_id=salesforce_id)
+        found = self._linked(salesforce_id, platform_id)
+        created = found is None
+        contact = Contact(salesforce_id=salesforce_id) if found is None else found
         _assign(contact, cleaned)
         contact.salesforce_id = salesforce_id
         try:
@@ -238,11 +237,11 @@ class ContactsService:
         except IntegrityError:
             # Another worker created it meanwhile: apply this state to that one.
             self.db.session.rollback()
-            contact = self._linked(salesforce_id, None)
-            if contact is None:
+            winner = self._linked(salesforce_id, None)
+            if winner is None:
                 raise
-            _assign(contact, cleaned)
-            result = self._commit(contact, "updated")
+            _assign(winner, cleaned)
+            result = self._commit(winner, "updated")
             created = False
         return {"id": result["id"], "created": created}
 

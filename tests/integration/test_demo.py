@@ -1,6 +1,7 @@
 """The demo scenario end to end, on a few hundred rows of the bundled export."""
 
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -11,8 +12,13 @@ import redis
 pytestmark = pytest.mark.integration
 
 
+DEMO_REDIS_URI = os.environ.get(
+    "SFSYNC_TEST_DEMO_REDIS_URI", "redis://127.0.0.1:6379/3"
+)
+
+
 def test_demo_converges_on_a_slice_of_the_export(tmp_path):
-    redis.Redis.from_url("redis://127.0.0.1:6379/3").flushdb()
+    redis.Redis.from_url(DEMO_REDIS_URI).flushdb()
 
     result = subprocess.run(
         [
@@ -20,7 +26,7 @@ def test_demo_converges_on_a_slice_of_the_export(tmp_path):
             "--rows", "300", "--updates", "20", "--deletes", "5",
             "--work-dir", str(tmp_path / "demo"),
             "--vhost", f"sfsync-demo-test-{uuid.uuid4().hex[:6]}",
-            "--redis-uri", "redis://127.0.0.1:6379/3",
+            "--redis-uri", DEMO_REDIS_URI,
             "--timeout", "240",
         ],
         capture_output=True, text=True, timeout=400,

@@ -7,6 +7,7 @@ gets its own RabbitMQ vhost, a flushed Redis database and a fresh emulator.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,7 +21,8 @@ from sfsync.salesforce.client import Credentials, SalesforceClient
 from sfsync.stack import create_vhost, delete_vhost
 from sfsync.testing.emulator import EmulatorProcess, start_emulator
 
-TEST_REDIS_URI = "redis://127.0.0.1:6379/2"
+# Tests flush this database; point it elsewhere to run two suites at once.
+TEST_REDIS_URI = os.environ.get("SFSYNC_TEST_REDIS_URI", "redis://127.0.0.1:6379/2")
 
 
 @pytest.fixture

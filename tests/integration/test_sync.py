@@ -179,3 +179,18 @@ def first_linked(contacts, salesforce_id):
         if contact["salesforce_id"] == salesforce_id:
             return contact
     return None
+
+
+def test_sync_rides_out_a_restart_of_salesforce(contacts, sales, emulator):
+    before = sales.create("Contact", {"LastName": "Before restart"})
+    wait_for(lambda: first_linked(contacts, before), what="the first copy")
+
+    emulator.restart()
+    after = sales.create("Contact", {"LastName": "After restart"})
+
+    contact = wait_for(
+        lambda: first_linked(contacts, after), timeout=30, what="the copy after restart"
+    )
+    assert contact["last_name"] == "After restart"
+    assert sales.get("Contact", before)["LastName"] == "Before restart"
+    assert contacts.count() == 2

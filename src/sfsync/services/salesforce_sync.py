@@ -31,6 +31,7 @@ from sfsync.extensions.lock import LockTimeout, RecordLock
 from sfsync.extensions.salesforce import SalesforceAPI
 from sfsync.extensions.source import SourceTracker
 from sfsync.extensions.streaming import handle_sobject_notification
+from sfsync.extensions.tracing import Tracer
 from sfsync.mapping import EXTERNAL_ID_FIELD, to_platform, to_salesforce
 from sfsync.salesforce.client import soql_quote
 from sfsync.salesforce.errors import (
@@ -76,6 +77,7 @@ class SalesforceSyncService:
     source = SourceTracker()
     locks = RecordLock(REDIS_KEY)
     redis = Redis(REDIS_KEY)
+    tracer = Tracer()
 
     # -- up: platform -> Salesforce ----------------------------------------
 

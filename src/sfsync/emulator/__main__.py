@@ -8,7 +8,9 @@ import logging
 import sys
 from pathlib import Path
 
+from sfsync.emulator.faults import load_faults
 from sfsync.emulator.server import Settings, serve
+from sfsync.emulator.streaming import CDC_ENTITIES
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,6 +34,30 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--api-limit", type=int, default=5_000_000, help="daily API request maximum"
     )
+    parser.add_argument(
+        "--faults",
+        type=Path,
+        default=None,
+        help="JSON file of fault switches (see docs/emulator.md)",
+    )
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set one fault switch; repeatable; wins over --faults",
+    )
+    parser.add_argument(
+        "--cdc-entities",
+        default=",".join(CDC_ENTITIES),
+        help="comma-separated sObjects with Change Data Capture enabled",
+    )
+    parser.add_argument(
+        "--clock-offset",
+        type=float,
+        default=0.0,
+        help="start with the clock moved this many seconds ahead",
+    )
     return parser
 
 
@@ -42,6 +68,11 @@ def main() -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    try:
+        faults = load_faults(args.faults, args.fault)
+    except (OSError, ValueError) as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        sys.exit(2)
     settings = Settings(
         data_dir=args.data_dir,
         host=args.host,
@@ -50,6 +81,9 @@ def main() -> None:
         ready_file=args.ready_file,
         connect_timeout=args.connect_timeout,
         api_limit=args.api_limit,
+        faults=faults,
+        cdc_entities=tuple(e.strip() for e in args.cdc_entities.split(",") if e),
+        clock_offset=args.clock_offset,
     )
     try:
         asyncio.run(serve(settings))

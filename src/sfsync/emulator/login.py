@@ -1,4 +1,4 @@
-"""SOAP partner and OAuth 2 username-password logins."""
+"""SOAP partner login and `undelete`, and the OAuth 2 username-password login."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from xml.sax.saxutils import escape
 from aiohttp import web
 
 from sfsync.emulator import ids
+from sfsync.emulator.errors import ApiError
 from sfsync.emulator.org import Org
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,13 @@ async def soap_login(org: Org, request: web.Request) -> web.Response:
     except ET.ParseError:
         return _soap_fault("INVALID_LOGIN", _INVALID_LOGIN)
     found = {_local_name(el.tag): (el.text or "") for el in root.iter()}
+    if "undelete" in found:
+        record_ids = [
+            (el.text or "").strip()
+            for el in root.iter()
+            if _local_name(el.tag) == "ids"
+        ]
+        return soap_undelete(org, request, found.get("sessionId", ""), record_ids)
     if "login" not in found:
         return _soap_fault("INVALID_LOGIN", _INVALID_LOGIN)
     user = org.authenticate(found.get("username", ""), found.get("password", ""))
@@ -93,6 +101,47 @@ async def soap_login(org: Org, request: web.Request) -> web.Response:
         username=escape(user["Username"]),
     )
     logger.info("SOAP login for %s", user["Username"])
+    return web.Response(text=body, content_type="text/xml")
+
+
+_UNDELETE_RESPONSE = """<?xml version="1.0" encoding="UTF-8"?>
+<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" \
+xmlns="urn:partner.soap.sforce.com" \
+xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>\
+<undeleteResponse>{results}</undeleteResponse></soapenv:Body></soapenv:Envelope>"""
+
+
+def soap_undelete(
+    org: Org, request: web.Request, token: str, record_ids: list[str]
+) -> web.Response:
+    """The partner API `undelete` call: one `<result>` per id, in order.
+
+    Salesforce's REST API has no undelete; SOAP is the real wire for it.
+    """
+    user = org.session_user(token.strip())
+    if user is None:
+        return _soap_fault(
+            "INVALID_SESSION_ID", "Invalid Session ID found in SessionHeader"
+        )
+    version = request.match_info.get("version", DEFAULT_VERSION)
+    org.call_origin = f"com/salesforce/api/soap/{version}"
+    results = []
+    for record_id in record_ids:
+        try:
+            record = org.undelete(record_id, user["Id"])
+        except ApiError as exc:
+            message, code = escape(exc.message), escape(exc.code)
+            results.append(
+                f"<result><errors><message>{message}</message>"
+                f"<statusCode>{code}</statusCode></errors>"
+                '<id xsi:nil="true"/><success>false</success></result>'
+            )
+            continue
+        results.append(
+            f"<result><id>{record['Id']}</id><success>true</success></result>"
+        )
+    logger.info("SOAP undelete of %d ids by %s", len(record_ids), user["Username"])
+    body = _UNDELETE_RESPONSE.format(results="".join(results))
     return web.Response(text=body, content_type="text/xml")
 
 

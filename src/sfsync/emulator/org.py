@@ -9,14 +9,24 @@ Emulator decisions where Salesforce leaves room or the emulator simplifies:
 - SystemModstamp is strictly increasing across the whole org (ms precision);
   LastModifiedDate carries the same stamp.
 - Usage counters (`/_emulator/stats`) persist with every DML and at shutdown.
+- A lookup to a row that does not exist gives FIELD_INTEGRITY_EXCEPTION ("id
+  value of incorrect type"), to a deleted row ENTITY_IS_DELETED; an id with
+  the wrong key prefix is MALFORMED_ID (checked in schema).
+- Deleting an Account deletes its Contacts in the same transaction; undeleting
+  the Account does not bring them back (issue #4: Salesforce restores them).
+- Every DML runs in a transaction: changes reach listeners only when it
+  commits, all with one transaction key; a failure rolls back memory and disk.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import logging
 import secrets
 import string
-from collections.abc import Callable, Iterable
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -24,7 +34,10 @@ from typing import Any
 from sfsync.emulator import ids, soql
 from sfsync.emulator.clock import CLOCK, Clock, format_datetime
 from sfsync.emulator.errors import ApiError, SoqlError
+from sfsync.emulator.faults import Faults
 from sfsync.emulator.schema import (
+    ACCOUNT,
+    CONTACT,
     PUSH_TOPIC,
     SOBJECTS,
     USER,
@@ -68,12 +81,27 @@ DEFAULT_USERS = (
 class Change:
     """One committed DML on one record, handed to listeners (streaming)."""
 
-    kind: str  # created | updated | deleted
+    kind: str  # created | updated | deleted | undeleted
     sotype: SObjectType
     before: dict[str, Any] | None
     after: dict[str, Any]
     changed: set[str]
     user_id: str
+    origin: str = ""
+    transaction_key: str = ""
+    sequence: int = 1
+    commit_ms: int = 0
+
+
+@dataclass
+class Transaction:
+    """What one atomic unit of DML touched, to publish or to roll back."""
+
+    key: str
+    origin: str
+    journal: list[tuple[str, str, dict[str, Any] | None]]
+    changes: list[Change]
+    stats: dict[str, Any]
 
 
 @dataclass
@@ -91,11 +119,19 @@ class Org:
     """All state of the emulated org and the operations REST performs on it."""
 
     def __init__(
-        self, store: Store, clock: Clock = CLOCK, api_limit: int = 5_000_000
+        self,
+        store: Store,
+        clock: Clock = CLOCK,
+        api_limit: int = 5_000_000,
+        faults: Faults | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.api_limit = api_limit
+        self.faults = faults or Faults()
+        self.tx: Transaction | None = None
+        # Sforce-Call-Options of the request being served (CDC changeOrigin).
+        self.call_origin = ""
         self.records: dict[str, dict[str, dict[str, Any]]] = {
             s.name: {} for s in SOBJECTS.values()
         }
@@ -105,6 +141,7 @@ class Org:
         }
         self.listeners: list[Callable[[Change], None]] = []
         self.sessions = store.load_sessions()
+        self.session_times = store.load_session_times()
         self.id_counters: dict[str, int] = store.get_value("id_counters", {})
         self.last_stamp: int = store.get_value("last_stamp", 0)
         self.stats: dict[str, Any] = store.get_value(
@@ -160,14 +197,39 @@ class Org:
     def new_session(self, user_id: str) -> str:
         secret = "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(96))
         token = f"{ids.ORG_ID}!AQ{secret}"
+        now_ms = self.clock.now_ms()
         self.sessions[token] = user_id
-        self.store.save_session(token, user_id, self.clock.now_ms())
+        self.session_times[token] = now_ms
+        self.store.save_session(token, user_id, now_ms)
         self.store.commit()
         return token
 
     def session_user(self, token: str | None) -> dict[str, Any] | None:
         user_id = self.sessions.get(token or "")
-        return None if user_id is None else self.user(user_id)
+        if user_id is None:
+            return None
+        ttl = self.faults.session_ttl_seconds
+        if ttl is not None:
+            created = self.session_times.get(token or "", 0)
+            if self.clock.now_ms() - created > ttl * 1000:
+                return None
+        return self.user(user_id)
+
+    def revoke_sessions(self, username: str | None = None) -> int:
+        """Forget every session (of one user); their tokens get 401 from now on."""
+        doomed = [
+            token
+            for token, user_id in self.sessions.items()
+            if username is None
+            or self.user(user_id)["Username"].lower() == username.lower()
+        ]
+        for token in doomed:
+            del self.sessions[token]
+            self.session_times.pop(token, None)
+        self.store.delete_sessions(doomed)
+        self.store.commit()
+        logger.info("revoked %d sessions", len(doomed))
+        return len(doomed)
 
     # --- usage counters -------------------------------------------------------
 
@@ -176,7 +238,7 @@ class Org:
         today = datetime.fromtimestamp(self.clock.now(), tz=UTC).date().isoformat()
         if self.api_usage["day"] != today:
             self.api_usage = {"day": today, "used": 0}
-        if self.api_usage["used"] >= self.api_limit:
+        if self.faults.api_limit_reached or self.api_usage["used"] >= self.api_limit:
             raise ApiError(
                 403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."
             )
@@ -191,7 +253,7 @@ class Org:
         snapshot: dict[str, Any] = {"api_requests": {}, "dml": {}}
         for spec in DEFAULT_USERS:
             snapshot["api_requests"][spec.username] = 0
-            snapshot["dml"][spec.username] = {"create": 0, "update": 0, "delete": 0}
+            snapshot["dml"][spec.username] = _zero_dml()
         snapshot["api_requests"].update(self.stats["api_requests"])
         for username, counts in self.stats["dml"].items():
             snapshot["dml"].setdefault(username, {}).update(counts)
@@ -206,7 +268,7 @@ class Org:
             .setdefault(username, {})
             .setdefault(sobject, _zero_dml()),
         ):
-            counts[operation] += 1
+            counts[operation] = counts.get(operation, 0) + 1
 
     def flush(self) -> None:
         """Persist the counters that are not written with every request."""
@@ -324,6 +386,8 @@ class Org:
         problem = None
         if query.count or "Id" not in query.fields:
             problem = "the SELECT list must name fields and include Id"
+        elif query.paths:
+            problem = "relationship fields are not supported"
         elif query.order_by or query.limit is not None or query.offset is not None:
             problem = "ORDER BY, LIMIT and OFFSET are not allowed"
         if problem:
@@ -337,17 +401,100 @@ class Org:
             self.push_topic_queries[key] = query
         return query
 
-    def _commit(self, sotype: SObjectType, record: dict[str, Any]) -> None:
-        self.store.save_record(sotype.name, record)
+    # --- transactions ---------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """One atomic unit of DML; nested calls join the outer transaction."""
+        if self.tx is not None:
+            yield self.tx
+            return
+        tx = Transaction(
+            key=uuid.uuid4().hex[:20],
+            origin=self.call_origin,
+            journal=[],
+            changes=[],
+            stats=copy.deepcopy(self.stats),
+        )
+        self.tx = tx
+        try:
+            yield tx
+        except BaseException:
+            self.tx = None
+            self._roll_back(tx)
+            raise
+        self.tx = None
+        commit_ms = self.clock.now_ms()
+        for sequence, change in enumerate(tx.changes, start=1):
+            change.origin = tx.origin
+            change.transaction_key = tx.key
+            change.sequence = sequence
+            change.commit_ms = commit_ms
+            for listener in self.listeners:
+                listener(change)
         self.store.set_value("id_counters", self.id_counters)
         self.store.set_value("last_stamp", self.last_stamp)
         self.store.set_value("stats", self.stats)
         self.store.set_value("api_usage", self.api_usage)
         self.store.commit()
 
+    def _roll_back(self, tx: Transaction) -> None:
+        self.store.rollback()
+        for sobject, record_id, before in reversed(tx.journal):
+            current = self.records[sobject].get(record_id)
+            if current is not None:
+                self._unindex(sobject, current)
+            if before is None:
+                self.records[sobject].pop(record_id, None)
+            else:
+                self.records[sobject][record_id] = before
+                self._index(sobject, before)
+        self.stats = tx.stats
+        logger.info("rolled back a transaction of %d rows", len(tx.journal))
+
+    def _write(
+        self, sotype: SObjectType, before: dict[str, Any] | None, record: dict[str, Any]
+    ) -> None:
+        assert self.tx is not None
+        self.tx.journal.append((sotype.name, record["Id"], before))
+        if before is not None:
+            self._unindex(sotype.name, before)
+        self.records[sotype.name][record["Id"]] = record
+        self._index(sotype.name, record)
+        self.store.save_record(sotype.name, record)
+
     def _emit(self, change: Change) -> None:
-        for listener in self.listeners:
-            listener(change)
+        assert self.tx is not None
+        self.tx.changes.append(change)
+
+    def _check_references(self, sotype: SObjectType, values: dict[str, Any]) -> None:
+        for name, value in values.items():
+            spec = sotype.fields[name]
+            if spec.type != "reference" or value is None or not spec.reference_to:
+                continue
+            rows = self.records.get(spec.reference_to[0])
+            if rows is None:
+                continue
+            target = rows.get(value)
+            if target is None:
+                raise ApiError(
+                    400,
+                    "FIELD_INTEGRITY_EXCEPTION",
+                    f"{spec.label}: id value of incorrect type: {value}",
+                    [name],
+                )
+            if target["IsDeleted"]:
+                raise ApiError(400, "ENTITY_IS_DELETED", "entity is deleted", [name])
+
+    def _before_write(self) -> None:
+        if self.faults.lock_row():
+            raise ApiError(
+                400,
+                "UNABLE_TO_LOCK_ROW",
+                "unable to obtain exclusive access to this record or 1 records",
+            )
+
+    # --- DML ------------------------------------------------------------------
 
     def create(
         self, sotype: SObjectType, body: dict[str, Any], user_id: str
@@ -355,11 +502,13 @@ class Org:
         """Insert a record from a REST body; return the stored record."""
         self._require(sotype, sotype.createable, "create")
         values = sotype.coerce(body, creating=True)
-        return self._insert(sotype, values, user_id)
+        with self.transaction():
+            return self._insert(sotype, values, user_id)
 
     def _insert(
         self, sotype: SObjectType, values: dict[str, Any], user_id: str
     ) -> dict[str, Any]:
+        self._before_write()
         record: dict[str, Any] = {
             name: spec.default for name, spec in sotype.fields.items()
         }
@@ -368,15 +517,14 @@ class Org:
             record["OwnerId"] = user_id
         self._derive(sotype, record)
         self._check_unique(sotype, record, None)
+        self._check_references(sotype, values)
         self._validate(sotype, record)
         record["Id"] = self._new_id(sotype)
         record["CreatedById"] = record["LastModifiedById"] = user_id
         self._stamp(record, self.next_stamp(), created=True)
-        self.records[sotype.name][record["Id"]] = record
-        self._index(sotype.name, record)
+        self._write(sotype, None, record)
         self._count_dml(user_id, "create", sotype.name)
         self._emit(Change("created", sotype, None, record, set(values), user_id))
-        self._commit(sotype, record)
         logger.debug("created %s %s", sotype.name, record["Id"])
         return record
 
@@ -386,7 +534,8 @@ class Org:
         self._require(sotype, sotype.updateable, "update")
         before = self.get(sotype, record_id)
         values = sotype.coerce(body, creating=False)
-        return self._modify(sotype, before, values, user_id)
+        with self.transaction():
+            return self._modify(sotype, before, values, user_id)
 
     def _modify(
         self,
@@ -395,37 +544,87 @@ class Org:
         values: dict[str, Any],
         user_id: str,
     ) -> dict[str, Any]:
+        self._before_write()
         record = dict(before)
         record.update(values)
         self._derive(sotype, record)
         self._check_unique(sotype, record, record["Id"])
+        self._check_references(
+            sotype, {k: v for k, v in values.items() if v != before[k]}
+        )
         changed = {name for name in sotype.fields if record[name] != before[name]}
         if changed & {"Query"}:
             self._validate(sotype, record)
         record["LastModifiedById"] = user_id
         self._stamp(record, self.next_stamp(), created=False)
-        self._unindex(sotype.name, before)
-        self.records[sotype.name][record["Id"]] = record
-        self._index(sotype.name, record)
+        self._write(sotype, before, record)
         self._count_dml(user_id, "update", sotype.name)
         self._emit(Change("updated", sotype, before, record, changed, user_id))
-        self._commit(sotype, record)
         logger.debug("updated %s %s", sotype.name, record["Id"])
         return record
 
     def delete(self, sotype: SObjectType, record_id: str, user_id: str) -> None:
         self._require(sotype, sotype.deletable, "delete")
         before = self.get(sotype, record_id)
+        with self.transaction():
+            self._before_write()
+            self._remove(sotype, before, user_id)
+            if sotype is ACCOUNT:
+                children = [
+                    row
+                    for row in self.records["Contact"].values()
+                    if row["AccountId"] == record_id and not row["IsDeleted"]
+                ]
+                for child in children:
+                    self._remove(CONTACT, child, user_id)
+
+    def _remove(
+        self, sotype: SObjectType, before: dict[str, Any], user_id: str
+    ) -> None:
         record = dict(before)
         record["IsDeleted"] = True
         record["LastModifiedById"] = user_id
         self._stamp(record, self.next_stamp(), created=False)
-        self._unindex(sotype.name, before)
-        self.records[sotype.name][record_id] = record
+        self._write(sotype, before, record)
+        # Deleted rows leave the unique index: their values are free again.
+        self._unindex(sotype.name, record)
         self._count_dml(user_id, "delete", sotype.name)
         self._emit(Change("deleted", sotype, before, record, {"IsDeleted"}, user_id))
-        self._commit(sotype, record)
-        logger.debug("deleted %s %s", sotype.name, record_id)
+        logger.debug("deleted %s %s", sotype.name, record["Id"])
+
+    def undelete(self, record_id: str, user_id: str) -> dict[str, Any]:
+        """Restore a deleted row (SOAP `undelete`); errors as Salesforce words them."""
+        normalized = ids.normalize(record_id)
+        sotype = next(
+            (s for s in SOBJECTS.values() if normalized
+             and s.key_prefix == normalized[:3]),
+            None,
+        )  # fmt: skip
+        if normalized is None or sotype is None:
+            raise ApiError(400, "MALFORMED_ID", f"bad id {record_id}")
+        before = self.records[sotype.name].get(normalized)
+        if before is None:
+            raise ApiError(404, "ENTITY_IS_DELETED", "entity is deleted")
+        if not before["IsDeleted"]:
+            raise ApiError(400, "UNDELETE_FAILED", "Entity is not in the recycle bin")
+        self._require(sotype, sotype.deletable, "undelete")
+        with self.transaction():
+            self._before_write()
+            record = dict(before)
+            record["IsDeleted"] = False
+            self._check_unique(sotype, record, normalized)
+            self._check_references(
+                sotype,
+                {n: record[n] for n in sotype.fields if n not in SYSTEM_REFERENCES},
+            )
+            record["LastModifiedById"] = user_id
+            self._stamp(record, self.next_stamp(), created=False)
+            self._write(sotype, before, record)
+            self._count_dml(user_id, "undelete", sotype.name)
+            self._emit(
+                Change("undeleted", sotype, before, record, {"IsDeleted"}, user_id)
+            )
+        return record
 
     def upsert(
         self,
@@ -461,11 +660,12 @@ class Org:
             urls = [f"/services/data/v{version}/sobjects/{sotype.name}/{rid}"
                     for rid in matches]  # fmt: skip
             raise ApiError(300, "MULTIPLE_CHOICES", "More than one record", body=urls)
-        if not matches:
-            values = sotype.coerce(body, creating=True) | {spec.name: key}
-            return self._insert(sotype, values, user_id), True
-        before = self.records[sotype.name][matches[0]]
-        return self._modify(sotype, before, values, user_id), False
+        with self.transaction():
+            if not matches:
+                values = sotype.coerce(body, creating=True) | {spec.name: key}
+                return self._insert(sotype, values, user_id), True
+            before = self.records[sotype.name][matches[0]]
+            return self._modify(sotype, before, values, user_id), False
 
     @staticmethod
     def _derive(sotype: SObjectType, record: dict[str, Any]) -> None:
@@ -491,6 +691,8 @@ class Org:
         rows: Iterable[dict[str, Any]] = self.records[query.sotype.name].values()
         if not include_deleted:
             rows = [row for row in rows if not row["IsDeleted"]]
+        if query.paths:
+            rows = [self._with_parents(query.sotype, query, row) for row in rows]
         matched = soql.execute(query, rows)
         if query.count:
             return {"totalSize": len(matched), "done": True, "records": []}
@@ -498,6 +700,16 @@ class Org:
         rendered = [self.render(query.sotype, row, fields, version) for row in matched]
         cursor = QueryCursor(rendered, len(rendered), page_size, version)
         return self.page(cursor, 0)
+
+    def _with_parents(
+        self, sotype: SObjectType, query: soql.Query, row: dict[str, Any]
+    ) -> dict[str, Any]:
+        view = dict(row)
+        for path, (link, parent_field) in query.paths.items():
+            parent_type = sotype.fields[link].reference_to[0]
+            parent = self.records[parent_type].get(row[link] or "")
+            view[path] = None if parent is None else parent[parent_field]
+        return view
 
     def page(self, cursor: QueryCursor, offset: int) -> dict[str, Any]:
         end = offset + cursor.page_size
@@ -547,8 +759,31 @@ class Org:
             }
         }
         for name in fields or sotype.fields:
-            out[name] = record.get(name)
+            if "." in name:
+                self._render_parent(sotype, record, name, out, version)
+            else:
+                out[name] = record.get(name)
         return out
+
+    def _render_parent(
+        self,
+        sotype: SObjectType,
+        record: dict[str, Any],
+        path: str,
+        out: dict[str, Any],
+        version: str,
+    ) -> None:
+        relation, _, parent_field = path.partition(".")
+        link = sotype.fields[relation + "Id"]
+        parent_type = link.reference_to[0]
+        parent_id = record.get(link.name)
+        if parent_id is None or parent_id not in self.records[parent_type]:
+            out[relation] = None
+            return
+        url = f"/services/data/v{version}/sobjects/{parent_type}/{parent_id}"
+        nested = out.get(relation) or {"attributes": {"type": parent_type, "url": url}}
+        nested[parent_field] = self.records[parent_type][parent_id][parent_field]
+        out[relation] = nested
 
 
 def lookup_or_fail(name: str) -> SObjectType:
@@ -565,4 +800,9 @@ def lookup_or_fail(name: str) -> SObjectType:
 
 
 def _zero_dml() -> dict[str, int]:
+    # "undelete" joins the counts only once it happens, so totals stay familiar.
     return {"create": 0, "update": 0, "delete": 0}
+
+
+# Audit lookups are stamped by the org, never checked against live users.
+SYSTEM_REFERENCES = frozenset({"CreatedById", "LastModifiedById", "OwnerId"})

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import web
 
+from sfsync.emulator.calls import Call, Result, parse_body, requested_fields
+from sfsync.emulator.composite import CompositeApi
 from sfsync.emulator.errors import ApiError
 from sfsync.emulator.org import Org, lookup_or_fail
 from sfsync.emulator.schema import SOBJECTS, SObjectType
@@ -21,8 +24,7 @@ JSON_TYPE = "application/json;charset=UTF-8"
 MAX_PAGE_SIZE = 2000
 _VERSION_RE = re.compile(r"^v(\d{2,3}\.\d)$")
 _BATCH_RE = re.compile(r"batchSize\s*=\s*(\d+)", re.IGNORECASE)
-
-Result = tuple[int, Any, dict[str, str]]
+_CLIENT_RE = re.compile(r"(?:^|[,;\s])client\s*=\s*([^,;\s]+)", re.IGNORECASE)
 
 
 def json_response(
@@ -43,11 +45,19 @@ def session_token(request: web.Request) -> str | None:
     return None
 
 
+def call_origin(version: str, headers: Mapping[str, str], api: str = "rest") -> str:
+    """CDC `changeOrigin` from the writer's `Sforce-Call-Options: client=...`."""
+    origin = f"com/salesforce/api/{api}/{version}"
+    match = _CLIENT_RE.search(headers.get("Sforce-Call-Options", ""))
+    return f"{origin};client={match.group(1)}" if match else origin
+
+
 class RestApi:
     """Dispatches `/services/data/...` paths onto the org."""
 
     def __init__(self, org: Org) -> None:
         self.org = org
+        self.composite = CompositeApi(org, self.dispatch)
 
     async def handle(self, request: web.Request) -> web.Response:
         path = request.raw_path.split("?", 1)[0]
@@ -67,21 +77,39 @@ class RestApi:
             user = self.org.session_user(session_token(request))
             if user is None:
                 raise ApiError(401, "INVALID_SESSION_ID", "Session expired or invalid")
+            if self.org.faults.unavailable():
+                raise ApiError(
+                    503,
+                    "SERVER_UNAVAILABLE",
+                    "Server temporarily unavailable (emulated fault); retry later",
+                )
             self.org.count_request(user)
-            status, body, headers = await self._route(
-                request, version, segments[1:], user
+            call = Call(
+                request.method,
+                segments[1:],
+                request.query,
+                request.headers,
+                await request.read(),
             )
+            self.org.call_origin = call_origin(version, request.headers)
+            status, body, headers = self.dispatch(call, version, user)
         except ApiError as exc:
             status, body, headers = exc.status, exc.payload(), {}
+        headers["Sforce-Limit-Info"] = self.org.limit_info()
+        return json_response(status, body, headers)
+
+    def dispatch(self, call: Call, version: str, user: dict[str, Any]) -> Result:
+        """Serve one call; errors come back as a result, never raised."""
+        try:
+            return self._route(call, version, call.segments, user)
+        except ApiError as exc:
+            return exc.status, exc.payload(), {}
         except Exception:
-            logger.exception("REST %s %s failed", request.method, path)
-            status = 500
+            logger.exception("REST %s %s failed", call.method, call.segments)
             body = [
                 {"message": "internal emulator error", "errorCode": "UNKNOWN_EXCEPTION"}
             ]
-            headers = {}
-        headers["Sforce-Limit-Info"] = self.org.limit_info()
-        return json_response(status, body, headers)
+            return 500, body, {}
 
     @staticmethod
     def _versions() -> list[dict[str, str]]:
@@ -90,46 +118,35 @@ class RestApi:
             for v in API_VERSIONS
         ]
 
-    async def _route(
-        self,
-        request: web.Request,
-        version: str,
-        rest: list[str],
-        user: dict[str, Any],
+    def _route(
+        self, call: Call, version: str, rest: list[str], user: dict[str, Any]
     ) -> Result:
-        method = request.method
+        method = call.method
         base = f"/services/data/v{version}"
         if not rest:
             _allow(method, "GET")
-            return (
-                200,
-                {
-                    name: f"{base}/{name}"
-                    for name in ("sobjects", "query", "queryAll", "limits")
-                },
-                {},
-            )
+            names = ("sobjects", "query", "queryAll", "limits", "composite")
+            return 200, {name: f"{base}/{name}" for name in names}, {}
         head = rest[0]
         if head == "sobjects":
-            return await self._sobjects(request, version, rest[1:], user)
+            return self._sobjects(call, version, rest[1:], user)
         if head in ("query", "queryAll") and len(rest) <= 2:
             _allow(method, "GET")
-            return self._query(
-                request, version, rest, include_deleted=head == "queryAll"
-            )
+            return self._query(call, version, rest, include_deleted=head == "queryAll")
         if head == "limits" and len(rest) == 1:
             _allow(method, "GET")
             return 200, self._limits(), {}
+        if head == "composite" and len(rest) == 1:
+            _allow(method, "POST")
+            return self.composite.composite(call, version, user)
+        if head == "composite" and rest[1] == "sobjects":
+            return self.composite.collections(call, version, rest[2:], user)
         raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
 
-    async def _sobjects(
-        self,
-        request: web.Request,
-        version: str,
-        rest: list[str],
-        user: dict[str, Any],
+    def _sobjects(
+        self, call: Call, version: str, rest: list[str], user: dict[str, Any]
     ) -> Result:
-        method = request.method
+        method = call.method
         if not rest:
             _allow(method, "GET")
             return 200, describe_global(version), {}
@@ -140,7 +157,7 @@ class RestApi:
             if method == "GET":
                 summary = describe_summary(sotype, version)
                 return 200, {"objectDescribe": summary, "recentItems": []}, {}
-            record = self.org.create(sotype, await _body(request), user["Id"])
+            record = self.org.create(sotype, parse_body(call.body), user["Id"])
             body = {"id": record["Id"], "success": True, "errors": []}
             return 201, body, {"Location": f"{url}/{record['Id']}"}
         if len(rest) == 2 and rest[1] == "describe":
@@ -151,10 +168,10 @@ class RestApi:
             record_id = self.org.resolve_id(sotype, rest[1])
             if method == "GET":
                 record = self.org.get(sotype, record_id)
-                fields = _requested_fields(sotype, request.query.get("fields"))
+                fields = requested_fields(sotype, call.query.get("fields"))
                 return 200, self.org.render(sotype, record, fields, version), {}
             if method == "PATCH":
-                self.org.update(sotype, record_id, await _body(request), user["Id"])
+                self.org.update(sotype, record_id, parse_body(call.body), user["Id"])
                 return 204, None, {}
             self.org.delete(sotype, record_id, user["Id"])
             return 204, None, {}
@@ -163,10 +180,10 @@ class RestApi:
             field_name, value = rest[1], rest[2]
             if method == "GET":
                 return self._get_by_external_id(
-                    sotype, field_name, value, version, request
+                    sotype, field_name, value, version, call
                 )
             record, created = self.org.upsert(
-                sotype, field_name, value, await _body(request), user["Id"], version
+                sotype, field_name, value, parse_body(call.body), user["Id"], version
             )
             body = {
                 "id": record["Id"],
@@ -188,7 +205,7 @@ class RestApi:
         field_name: str,
         value: str,
         version: str,
-        request: web.Request,
+        call: Call,
     ) -> Result:
         spec = sotype.field(field_name)
         if spec is None or not spec.external_id:
@@ -207,23 +224,19 @@ class RestApi:
             ]
             raise ApiError(300, "MULTIPLE_CHOICES", "More than one record", body=urls)
         record = self.org.get(sotype, matches[0])
-        fields = _requested_fields(sotype, request.query.get("fields"))
+        fields = requested_fields(sotype, call.query.get("fields"))
         return 200, self.org.render(sotype, record, fields, version), {}
 
     def _query(
-        self,
-        request: web.Request,
-        version: str,
-        rest: list[str],
-        include_deleted: bool,
+        self, call: Call, version: str, rest: list[str], include_deleted: bool
     ) -> Result:
         if len(rest) == 2:
             return 200, self.org.next_page(rest[1]), {}
-        text = request.query.get("q")
+        text = call.query.get("q")
         if not text:
             raise ApiError(400, "MALFORMED_QUERY", "A query string (q) is required")
         page_size = MAX_PAGE_SIZE
-        options = request.headers.get("Sforce-Query-Options", "")
+        options = call.headers.get("Sforce-Query-Options", "")
         match = _BATCH_RE.search(options)
         if match:
             # Salesforce enforces 200..2000; any positive size is honoured here
@@ -237,8 +250,9 @@ class RestApi:
     def _limits(self) -> dict[str, Any]:
         used = self.org.api_usage["used"]
         limit = self.org.api_limit
+        remaining = 0 if self.org.faults.api_limit_reached else max(0, limit - used)
         return {
-            "DailyApiRequests": {"Max": limit, "Remaining": max(0, limit - used)},
+            "DailyApiRequests": {"Max": limit, "Remaining": remaining},
             "DailyStreamingApiEvents": {"Max": 1_000_000, "Remaining": 1_000_000},
             "DailyDurableStreamingApiEvents": {
                 "Max": 1_000_000,
@@ -254,43 +268,6 @@ def _allow(method: str, *allowed: str) -> None:
             "METHOD_NOT_ALLOWED",
             f"HTTP Method '{method}' not allowed. Allowed are {','.join(allowed)}",
         )
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
-    try:
-        body = json.loads(raw or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(
-            400,
-            "JSON_PARSER_ERROR",
-            f"Unexpected character at [line:{getattr(exc, 'lineno', 1)}, "
-            f"column:{getattr(exc, 'colno', 1)}]",
-        ) from None
-    if not isinstance(body, dict):
-        raise ApiError(
-            400,
-            "JSON_PARSER_ERROR",
-            "Cannot deserialize instance of sObject from a JSON value that is "
-            "not an object",
-        )
-    return body
-
-
-def _requested_fields(sotype: SObjectType, raw: str | None) -> list[str] | None:
-    if not raw:
-        return None
-    fields: list[str] = []
-    for name in (part.strip() for part in raw.split(",")):
-        spec = sotype.field(name)
-        if spec is None:
-            raise ApiError(
-                400,
-                "INVALID_FIELD",
-                f"No such column '{name}' on entity '{sotype.name}'",
-            )
-        fields.append(spec.name)
-    return fields
 
 
 def describe_summary(sotype: SObjectType, version: str) -> dict[str, Any]:

@@ -169,6 +169,16 @@ def coerce_value(spec: Field, value: Any) -> Any:
                 raise _parser_error(spec, value) from None
             return value
         raise _parser_error(spec, value)
+    if spec.type == "int":
+        if isinstance(value, bool):
+            raise _parser_error(spec, value)
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
+            return int(value)
+        raise _parser_error(spec, value)
     if spec.type == "double":
         if isinstance(value, bool):
             raise _parser_error(spec, value)
@@ -178,8 +188,7 @@ def coerce_value(spec: Field, value: Any) -> Any:
             raise _parser_error(spec, value) from None
     if spec.type == "reference":
         normalized = ids.normalize(value)
-        # Only references to objects the emulator stores are prefix-checked;
-        # AccountId takes any well-formed id until Account exists here.
+        # Existence of the target is checked by the org, which sees its rows.
         prefixes = {
             CHECKED_PREFIXES[name]
             for name in spec.reference_to
@@ -253,6 +262,26 @@ CONTACT = _object(
     ],
 )  # fmt: skip
 
+ACCOUNT = _object(
+    "Account",
+    "001",
+    [
+        Field("Name", "string", "Account Name", 255, required=True),
+        Field("Type", "picklist", "Account Type", 255),
+        Field("Industry", "picklist", "Industry", 255),
+        Field("BillingStreet", "textarea", "Billing Street", 255),
+        Field("BillingCity", "string", "Billing City", 40),
+        Field("BillingCountry", "string", "Billing Country", 80),
+        Field("Phone", "phone", "Account Phone", 40),
+        Field("Website", "url", "Website", 255),
+        Field("NumberOfEmployees", "int", "Employees"),
+        Field("Description", "textarea", "Account Description", 32000),
+        Field("Platform_Id__c", "string", "Platform Id", 32, unique=True,
+              external_id=True),
+        Field("OwnerId", "reference", "Owner ID", 18, reference_to=("User",)),
+    ],
+)  # fmt: skip
+
 USER = _object(
     "User",
     "005",
@@ -290,13 +319,29 @@ PUSH_TOPIC = _object(
 )  # fmt: skip
 
 SOBJECTS: dict[str, SObjectType] = {
-    s.name.lower(): s for s in (CONTACT, USER, PUSH_TOPIC)
+    s.name.lower(): s for s in (ACCOUNT, CONTACT, USER, PUSH_TOPIC)
 }
-CHECKED_PREFIXES = {"Contact": "003", "User": "005", "PushTopic": "0IF"}
+CHECKED_PREFIXES = {
+    "Account": "001",
+    "Contact": "003",
+    "User": "005",
+    "PushTopic": "0IF",
+}
+# Compound name parts, as Change Data Capture nests them under `Name`.
+NAME_PARTS = ("Salutation", "FirstName", "LastName")
 
 
 def lookup(name: str) -> SObjectType | None:
     return SOBJECTS.get(name.lower())
+
+
+def relationship(sotype: SObjectType, name: str) -> tuple[Field, SObjectType] | None:
+    """The lookup field and parent type behind a relationship name (`Account`)."""
+    spec = sotype.field(name + "Id")
+    if spec is None or spec.type != "reference" or not spec.reference_to:
+        return None
+    parent = lookup(spec.reference_to[0])
+    return None if parent is None else (spec, parent)
 
 
 def compound_name(first: str | None, last: str | None) -> str | None:

@@ -9,7 +9,8 @@ import logging
 import os
 import signal
 import socket
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,11 @@ from aiohttp import web
 from sfsync.emulator import login
 from sfsync.emulator.certs import server_ssl_context
 from sfsync.emulator.cometd import CometdEndpoint
+from sfsync.emulator.faults import Faults
 from sfsync.emulator.org import DEFAULT_USERS, Org
 from sfsync.emulator.rest import RestApi
 from sfsync.emulator.store import Store
-from sfsync.emulator.streaming import StreamingHub
+from sfsync.emulator.streaming import CDC_ENTITIES, StreamingHub
 
 logger = logging.getLogger(__name__)
 
@@ -37,11 +39,26 @@ class Settings:
     ready_file: Path | None = None
     connect_timeout: float = 110.0
     api_limit: int = 5_000_000
+    faults: Faults = field(default_factory=Faults)
+    cdc_entities: tuple[str, ...] = CDC_ENTITIES
+    clock_offset: float = 0.0
 
 
 def build_app(org: Org, hub: StreamingHub) -> web.Application:
     """The single app served on both the HTTPS and the plain HTTP port."""
-    app = web.Application(client_max_size=32 * 1024 * 1024)
+
+    @web.middleware
+    async def added_latency(
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
+        # Fault knob; the admin API stays fast so tests can switch it off.
+        delay = org.faults.latency_ms
+        if delay > 0 and not request.path.startswith("/_emulator/"):
+            await asyncio.sleep(delay / 1000)
+        return await handler(request)
+
+    app = web.Application(client_max_size=32 * 1024 * 1024, middlewares=[added_latency])
     rest = RestApi(org)
     cometd = CometdEndpoint(org, hub)
 
@@ -66,6 +83,27 @@ def build_app(org: Org, hub: StreamingHub) -> web.Application:
         org.clock.advance(float(body.get("advance_seconds", 0)))
         return web.json_response({"offset": org.clock.offset})
 
+    async def get_faults(request: web.Request) -> web.Response:
+        return web.json_response(org.faults.as_dict())
+
+    async def set_faults(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            if not isinstance(body, dict):
+                raise ValueError("the body must be one JSON object")
+            org.faults.update(body)
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response(org.faults.as_dict())
+
+    async def revoke_sessions(request: web.Request) -> web.Response:
+        body = await request.json() if request.can_read_body else {}
+        revoked = org.revoke_sessions((body or {}).get("username"))
+        return web.json_response({"revoked": revoked})
+
+    async def forget_clients(request: web.Request) -> web.Response:
+        return web.json_response({"forgotten": hub.forget_clients()})
+
     router = app.router
     router.add_post("/", root)
     router.add_post("/services/Soap/u/{version}", soap)
@@ -78,6 +116,10 @@ def build_app(org: Org, hub: StreamingHub) -> web.Application:
     router.add_get("/_emulator/stats", stats)
     router.add_get("/_emulator/health", health)
     router.add_post("/_emulator/clock", clock)
+    router.add_get("/_emulator/faults", get_faults)
+    router.add_post("/_emulator/faults", set_faults)
+    router.add_post("/_emulator/sessions/revoke", revoke_sessions)
+    router.add_post("/_emulator/cometd/forget", forget_clients)
     return app
 
 
@@ -103,8 +145,11 @@ async def serve(settings: Settings) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     ssl_context, ca_file = server_ssl_context(data_dir)
     store = Store(data_dir / "org.sqlite3")
-    org = Org(store, api_limit=settings.api_limit)
-    hub = StreamingHub(org, settings.connect_timeout)
+    org = Org(store, api_limit=settings.api_limit, faults=settings.faults)
+    org.clock.advance(settings.clock_offset)
+    hub = StreamingHub(
+        org, settings.connect_timeout, cdc_entities=settings.cdc_entities
+    )
     runner = web.AppRunner(build_app(org, hub), access_log=None)
     await runner.setup()
     https_sock = _bind(settings.host, settings.https_port)

@@ -3,8 +3,9 @@
 Supported: `SELECT f, ... | COUNT() FROM Obj [WHERE expr] [ORDER BY f [ASC|DESC]
 [NULLS FIRST|LAST], ...] [LIMIT n] [OFFSET n]`, with AND/OR/NOT, parentheses,
 = != <> < <= > >= IN, NOT IN, LIKE, and string, number, boolean, null, date and
-datetime literals. Relationship paths, aggregates other than COUNT(), date
-literals such as TODAY and subqueries are rejected as MALFORMED_QUERY.
+datetime literals, and one level of parent relationship paths (`Account.Name`)
+in SELECT, WHERE and ORDER BY. Aggregates other than COUNT(), date literals
+such as TODAY and subqueries are rejected as MALFORMED_QUERY.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from sfsync.emulator import ids
 from sfsync.emulator.errors import SoqlError
-from sfsync.emulator.schema import SObjectType, lookup
+from sfsync.emulator.schema import SObjectType, lookup, relationship
 
 _TOKEN_RE = re.compile(
     r"""
@@ -109,6 +110,9 @@ class Query:
     limit: int | None = None
     offset: int | None = None
     sotype: SObjectType | None = None
+    # Canonical parent path ("Account.Name") -> (lookup field, parent field).
+    paths: dict[str, tuple[str, str]] = field(default_factory=dict)
+    path_types: dict[str, str] = field(default_factory=dict)
     _predicate: Callable[[dict[str, Any]], bool] | None = None
 
     def matches(self, record: dict[str, Any]) -> bool:
@@ -116,6 +120,12 @@ class Query:
         if self._predicate is None:
             self._predicate = compile_where(self)
         return self._predicate(record)
+
+    def field_type(self, name: str) -> str:
+        if name in self.path_types:
+            return self.path_types[name]
+        assert self.sotype is not None
+        return self.sotype.fields[name].type
 
     def where_fields(self) -> set[str]:
         found: set[str] = set()
@@ -382,6 +392,8 @@ def bind(query: Query, allowed: Iterable[str] | None = None) -> Query:
     query.sobject = sotype.name
 
     def canonical(name: str) -> str:
+        if "." in name:
+            return parent_path(name)
         spec = sotype.field(name)
         if spec is None:
             raise SoqlError(
@@ -391,6 +403,22 @@ def bind(query: Query, allowed: Iterable[str] | None = None) -> Query:
                 "INVALID_FIELD",
             )
         return spec.name
+
+    def parent_path(name: str) -> str:
+        head, _, tail = name.partition(".")
+        link = relationship(sotype, head)
+        parent_spec = link[1].field(tail) if link else None
+        if link is None or parent_spec is None:
+            raise SoqlError(
+                f"Didn't understand relationship '{head}' in field path "
+                f"'{name}'. If you are attempting to use a custom relationship, "
+                "be sure to append the '__r' after the custom relationship name.",
+                "INVALID_FIELD",
+            )
+        path = f"{link[0].name[:-2]}.{parent_spec.name}"
+        query.paths[path] = (link[0].name, parent_spec.name)
+        query.path_types[path] = parent_spec.type
+        return path
 
     seen: list[str] = []
     for name in query.fields:
@@ -409,17 +437,17 @@ def bind(query: Query, allowed: Iterable[str] | None = None) -> Query:
             bind_expr(expr.operand)
         else:
             expr.field = canonical(expr.field)
-            spec = sotype.fields[expr.field]
+            field_type = query.field_type(expr.field)
             if isinstance(expr.value, list):
-                expr.value = [_bind_value(spec.type, v) for v in expr.value]
+                expr.value = [_bind_value(field_type, v) for v in expr.value]
             elif expr.op == "LIKE":
-                if spec.type in ("id", "reference", "boolean", "double"):
+                if field_type in ("id", "reference", "boolean", "double"):
                     raise SoqlError(
-                        f"invalid operator on {spec.type} field: LIKE",
+                        f"invalid operator on {field_type} field: LIKE",
                         "INVALID_QUERY_FILTER_OPERATOR",
                     )
             else:
-                expr.value = _bind_value(spec.type, expr.value)
+                expr.value = _bind_value(field_type, expr.value)
 
     if query.where is not None:
         bind_expr(query.where)
@@ -497,7 +525,7 @@ def compile_where(query: Query) -> Callable[[dict[str, Any]], bool]:
             inner = build(expr.operand)
             return lambda rec: not inner(rec)
         name, op, value = expr.field, expr.op, expr.value
-        exact = sotype.fields[name].type in ("id", "reference")
+        exact = query.field_type(name) in ("id", "reference")
         if op == "=":
             return lambda rec: _equals(rec.get(name), value, exact)
         if op == "!=":

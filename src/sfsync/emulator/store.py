@@ -59,6 +59,9 @@ class Store:
     def commit(self) -> None:
         self.conn.commit()
 
+    def rollback(self) -> None:
+        self.conn.rollback()
+
     def load_records(self) -> list[tuple[str, dict[str, Any]]]:
         rows = self.conn.execute("SELECT sobject, data FROM records ORDER BY rowid")
         return [(sobject, json.loads(data)) for sobject, data in rows]
@@ -74,6 +77,15 @@ class Store:
     def load_sessions(self) -> dict[str, str]:
         rows = self.conn.execute("SELECT token, user_id FROM sessions")
         return dict(rows.fetchall())
+
+    def load_session_times(self) -> dict[str, int]:
+        rows = self.conn.execute("SELECT token, created_ms FROM sessions")
+        return dict(rows.fetchall())
+
+    def delete_sessions(self, tokens: list[str]) -> None:
+        self.conn.executemany(
+            "DELETE FROM sessions WHERE token = ?", [(t,) for t in tokens]
+        )
 
     def save_session(self, token: str, user_id: str, created_ms: int) -> None:
         self.conn.execute(

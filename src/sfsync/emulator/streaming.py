@@ -1,14 +1,23 @@
-"""PushTopic events and the Bayeux (CometD long-polling) session state.
+"""PushTopic and Change Data Capture events, and the Bayeux session state.
 
 The hub listens to every committed DML of the org, matches it against active
-PushTopics, stores each notification with a per-channel replay id (strictly
-increasing, with random gaps of 1-3 so clients cannot assume contiguity) and
-queues it for subscribed clients. Events are kept for 24 hours of `Clock` time.
+PushTopics and the CDC-enabled entities, stores each event with a replay id
+(strictly increasing, with random gaps of 1-3 so clients cannot assume
+contiguity) and queues it for subscribed clients. PushTopic events are kept
+for 24 hours of `Clock` time, change events for 72 hours. All CDC channels
+share one replay id sequence, so an event has the same id on
+`/data/ChangeEvents` and on `/data/<Object>ChangeEvent`.
+
+Emulator decisions: one change event per record (Salesforce may merge
+identical changes of one transaction into one event with several recordIds);
+no GAP_ or overflow events (issue #4).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import logging
 import random
 import secrets
@@ -21,14 +30,25 @@ from typing import Any
 from sfsync.emulator.clock import CLOCK, Clock, format_event_datetime
 from sfsync.emulator.errors import ApiError
 from sfsync.emulator.org import Change, Org
-from sfsync.emulator.schema import PUSH_TOPIC, SYSTEM_FIELDS
+from sfsync.emulator.schema import NAME_PARTS, PUSH_TOPIC, SYSTEM_FIELDS
 from sfsync.emulator.soql import Query
 
 logger = logging.getLogger(__name__)
 
 RETENTION_SECONDS = 24 * 3600
+CDC_RETENTION_SECONDS = 72 * 3600
+CDC_ENTITIES = ("Account", "Contact")
+ALL_CHANGE_EVENTS = "/data/ChangeEvents"
+_CDC_REPLAY_KEY = "/data"
 _CLIENT_ID_ALPHABET = string.ascii_lowercase + string.digits
-_EVENT_TYPES = {"created": "Create", "updated": "Update", "deleted": "Delete"}
+_EVENT_TYPES = {
+    "created": "Create",
+    "updated": "Update",
+    "deleted": "Delete",
+    "undeleted": "Undelete",
+}
+# Never part of a change event body.
+_CDC_HIDDEN = {"Id", "IsDeleted", "SystemModstamp"}
 
 
 @dataclass
@@ -60,12 +80,16 @@ class StreamingHub:
         connect_timeout: float,
         clock: Clock = CLOCK,
         retention_seconds: float = RETENTION_SECONDS,
+        cdc_entities: tuple[str, ...] = CDC_ENTITIES,
+        cdc_retention_seconds: float = CDC_RETENTION_SECONDS,
     ) -> None:
         self.org = org
         self.store = org.store
         self.connect_timeout = connect_timeout
         self.clock = clock
         self.retention_ms = int(retention_seconds * 1000)
+        self.cdc_retention_ms = int(cdc_retention_seconds * 1000)
+        self.cdc_entities = set(cdc_entities)
         self.channels: dict[str, list[StoredEvent]] = {}
         for channel, replay_id, created_ms, message in self.store.load_events():
             self.channels.setdefault(channel, []).append(
@@ -105,6 +129,29 @@ class StreamingHub:
                 continue
             sobject = {name: change.after.get(name) for name in query.fields}
             self.publish(f"/topic/{topic['Name']}", change.kind, sobject)
+        if change.sotype.name in self.cdc_entities:
+            self.publish_change_event(change)
+
+    def publish_change_event(self, change: Change) -> int:
+        """Store and fan out the CDC event of one change on both its channels."""
+        now_ms = self.clock.now_ms()
+        entity = change.sotype.name
+        channels = (ALL_CHANGE_EVENTS, f"/data/{entity}ChangeEvent")
+        for channel in channels:
+            self._expire(channel, now_ms)
+        replay_id = self.last_replay.get(_CDC_REPLAY_KEY, 0) + random.randint(1, 3)
+        self.last_replay[_CDC_REPLAY_KEY] = replay_id
+        data = {
+            "schema": _schema_id(entity),
+            "payload": change_payload(change),
+            "event": {"replayId": replay_id},
+        }
+        for channel in channels:
+            self._store_and_fan_out(
+                channel, replay_id, now_ms, {"channel": channel, "data": data}
+            )
+        self.store.set_value("replay_counters", self.last_replay)
+        return replay_id
 
     @staticmethod
     def _watched(topic: dict[str, Any], query: Query, change: Change) -> bool:
@@ -132,20 +179,32 @@ class StreamingHub:
             "replayId": replay_id,
         }
         message = {"channel": channel, "data": {"event": event, "sobject": sobject}}
+        self._store_and_fan_out(channel, replay_id, now_ms, message)
+        self.store.set_value("replay_counters", self.last_replay)
+        logger.debug("published %s %s replayId=%s", channel, kind, replay_id)
+        return replay_id
+
+    def _store_and_fan_out(
+        self, channel: str, replay_id: int, now_ms: int, message: dict[str, Any]
+    ) -> None:
         self.channels.setdefault(channel, []).append(
             StoredEvent(replay_id, now_ms, message)
         )
         self.store.save_event(channel, replay_id, now_ms, message)
-        self.store.set_value("replay_counters", self.last_replay)
         for client in self.clients.values():
             if channel in client.subscriptions:
-                self._enqueue(client, [message])
-        logger.debug("published %s %s replayId=%s", channel, kind, replay_id)
-        return replay_id
+                copies = 2 if self.org.faults.duplicate() else 1
+                self._enqueue(client, [message] * copies)
+
+    def retention_for(self, channel: str) -> int:
+        """Retention of a channel in milliseconds."""
+        if channel.startswith("/data/"):
+            return self.cdc_retention_ms
+        return self.retention_ms
 
     def _expire(self, channel: str, now_ms: int) -> None:
         events = self.channels.get(channel)
-        cutoff = now_ms - self.retention_ms
+        cutoff = now_ms - self.retention_for(channel)
         dropped = 0
         while events and dropped < len(events) and events[dropped].created_ms < cutoff:
             dropped += 1
@@ -172,6 +231,10 @@ class StreamingHub:
         return client
 
     def channel_exists(self, channel: str) -> bool:
+        if channel == ALL_CHANGE_EVENTS:
+            return bool(self.cdc_entities)
+        if channel.startswith("/data/") and channel.endswith("ChangeEvent"):
+            return channel[len("/data/") : -len("ChangeEvent")] in self.cdc_entities
         if not channel.startswith("/topic/"):
             return False
         return bool(self.org.find_live(PUSH_TOPIC, "Name", channel[len("/topic/") :]))
@@ -215,6 +278,15 @@ class StreamingHub:
 
     def unsubscribe(self, client: BayeuxClient, channel: str) -> None:
         client.subscriptions.discard(channel)
+
+    def forget_clients(self) -> int:
+        """Drop every client, as Salesforce does after a blip; they must handshake."""
+        forgotten = list(self.clients.values())
+        self.clients.clear()
+        for client in forgotten:
+            self._release(client, "disconnected")
+        logger.info("forgot %d Bayeux clients", len(forgotten))
+        return len(forgotten)
 
     def disconnect(self, client: BayeuxClient) -> None:
         self.clients.pop(client.client_id, None)
@@ -281,3 +353,64 @@ class StreamingHub:
         self.closing = True
         for client in self.clients.values():
             self._release(client, "closing")
+
+
+def _schema_id(entity: str) -> str:
+    digest = hashlib.sha256(f"sfsync-emulator:{entity}".encode()).digest()
+    return base64.urlsafe_b64encode(digest[:16]).decode().rstrip("=")
+
+
+def _cdc_value(spec_type: str, value: Any) -> Any:
+    # Change events write datetimes as ...00.000Z, unlike REST's +0000.
+    if spec_type == "datetime" and isinstance(value, str):
+        return value.replace("+0000", "Z")
+    return value
+
+
+def change_payload(change: Change) -> dict[str, Any]:
+    """ChangeEventHeader plus the body fields the operation carries."""
+    sotype = change.sotype
+    record = change.after
+    compound = "LastName" in sotype.fields
+    parts = [p for p in NAME_PARTS if p in sotype.fields] if compound else []
+    kind = change.kind
+    if kind in ("created", "undeleted"):
+        names = [n for n in sotype.fields if record.get(n) is not None]
+    elif kind == "updated":
+        names = sorted(change.changed - set(SYSTEM_FIELDS))
+        names.append("LastModifiedDate")
+        if "LastModifiedById" in change.changed:
+            names.append("LastModifiedById")
+    else:
+        names = []
+    hidden = _CDC_HIDDEN | ({"Name"} if compound else set())
+    names = [n for n in names if n not in hidden]
+    body: dict[str, Any] = {}
+    changed_fields: list[str] = []
+    nulled_fields: list[str] = []
+    for name in names:
+        value = _cdc_value(sotype.fields[name].type, record.get(name))
+        label = f"Name.{name}" if name in parts else name
+        if kind == "updated":
+            changed_fields.append(label)
+            if value is None:
+                nulled_fields.append(label)
+        if name in parts:
+            body.setdefault("Name", {})[name] = value
+        else:
+            body[name] = value
+    header = {
+        "entityName": sotype.name,
+        "recordIds": [record["Id"]],
+        "changeType": _EVENT_TYPES[kind].upper(),
+        "changeOrigin": change.origin,
+        "transactionKey": change.transaction_key,
+        "sequenceNumber": change.sequence,
+        "commitTimestamp": change.commit_ms,
+        "commitNumber": change.commit_ms * 1000 + change.sequence,
+        "commitUser": change.user_id,
+        "changedFields": changed_fields,
+        "nulledFields": nulled_fields,
+        "diffFields": [],
+    }
+    return {"ChangeEventHeader": header} | body

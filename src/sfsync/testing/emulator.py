@@ -39,12 +39,17 @@ class EmulatorProcess:
         https_port: int,
         http_port: int,
         timeout: float,
+        faults: dict[str, Any] | None = None,
+        extra_args: list[str] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.connect_timeout = connect_timeout
         self.https_port = https_port
         self.http_port = http_port
         self.timeout = timeout
+        # Switches applied at every start (and restart); see set_faults().
+        self.start_faults = dict(faults or {})
+        self.extra_args = list(extra_args or [])
         self.https_url = ""
         self.http_url = ""
         self.ca_file = ""
@@ -72,6 +77,11 @@ class EmulatorProcess:
             "--ready-file", str(ready),
             "--connect-timeout", str(self.connect_timeout),
         ]  # fmt: skip
+        if self.start_faults:
+            faults_file = self.data_dir / "faults.json"
+            faults_file.write_text(json.dumps(self.start_faults))
+            command += ["--faults", str(faults_file)]
+        command += self.extra_args
         self._log = open(self.data_dir / LOG_FILE, "ab")  # noqa: SIM115
         self._process = subprocess.Popen(
             command, stdout=self._log, stderr=subprocess.STDOUT, env=dict(os.environ)
@@ -154,6 +164,52 @@ class EmulatorProcess:
         result: dict[str, Any] = response.json()
         return result
 
+    def _admin(self, method: str, path: str, body: Any = None) -> Any:
+        response = requests.request(
+            method,
+            f"{self.http_url}/_emulator/{path}",
+            json=body,
+            timeout=10,
+            proxies={"http": "", "https": ""},
+        )
+        response.raise_for_status()
+        return response.json()
+
+    def faults(self) -> dict[str, Any]:
+        """The fault switches in force."""
+        result: dict[str, Any] = self._admin("GET", "faults")
+        return result
+
+    def set_faults(self, **switches: Any) -> dict[str, Any]:
+        """Change fault switches while running, e.g. `lock_row_share=0.2`."""
+        result: dict[str, Any] = self._admin("POST", "faults", switches)
+        return result
+
+    def clear_faults(self) -> dict[str, Any]:
+        """Switch every fault off again."""
+        return self.set_faults(
+            session_ttl_seconds=None,
+            api_limit_reached=False,
+            lock_row_share=0.0,
+            unavailable_share=0.0,
+            latency_ms=0.0,
+            duplicate_share=0.0,
+        )
+
+    def advance_clock(self, seconds: float) -> float:
+        """Move the emulator clock forward; returns the total offset."""
+        result = self._admin("POST", "clock", {"advance_seconds": seconds})
+        return float(result["offset"])
+
+    def revoke_sessions(self, username: str | None = None) -> int:
+        """Invalidate every session (of one user); returns how many."""
+        body = {"username": username} if username else {}
+        return int(self._admin("POST", "sessions/revoke", body)["revoked"])
+
+    def forget_clients(self) -> int:
+        """Drop every CometD client; their next connect gets 403::Unknown client."""
+        return int(self._admin("POST", "cometd/forget")["forgotten"])
+
     def __enter__(self) -> EmulatorProcess:
         return self
 
@@ -167,10 +223,16 @@ def start_emulator(
     https_port: int = 0,
     http_port: int = 0,
     timeout: float = 20.0,
+    faults: dict[str, Any] | None = None,
+    extra_args: list[str] | None = None,
 ) -> EmulatorProcess:
-    """Start an emulator on `data_dir` and return once it is listening."""
+    """Start an emulator on `data_dir` and return once it is listening.
+
+    `faults` are switches applied at start (see docs/emulator.md);
+    `extra_args` go to the command line as they are.
+    """
     emulator = EmulatorProcess(
-        data_dir, connect_timeout, https_port, http_port, timeout
+        data_dir, connect_timeout, https_port, http_port, timeout, faults, extra_args
     )
     emulator.start()
     return emulator

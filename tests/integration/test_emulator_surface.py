@@ -225,8 +225,8 @@ def test_composite_references_between_subrequests(api):
              "body": {"Name": "Composite Co"}},
             {"method": "POST", "url": f"{V}/sobjects/Contact", "referenceId": "ct",
              "body": {"LastName": "Comp", "AccountId": "@{acc.id}"}},
-            {"method": "GET", "url": f"{V}/sobjects/Contact/@{{ct.id}}?fields=AccountId",
-             "referenceId": "get"},
+            {"method": "GET", "referenceId": "get",
+             "url": f"{V}/sobjects/Contact/@{{ct.id}}?fields=AccountId"},
         ],
     }  # fmt: skip
 

@@ -1,13 +1,13 @@
-import json
 from unittest.mock import call
 
-from nameko.exceptions import UnknownService
+import pytest
+from nameko.exceptions import RemoteError, UnknownService
 from nameko.testing.services import worker_factory
 
 from sfsync.extensions.source import SOURCE_KEY, Source
 from sfsync.salesforce.client import UpsertResult
-from sfsync.salesforce.errors import RecordNotFound, ServerUnavailable
-from sfsync.services.salesforce_sync import SalesforceSyncService
+from sfsync.salesforce.errors import RecordNotFound
+from sfsync.services.salesforce_sync import PlatformUnavailable, SalesforceSyncService
 
 
 class FakeWorkerContext:
@@ -15,16 +15,23 @@ class FakeWorkerContext:
         self.data = data if data is not None else {}
 
 
-class NoLock:
-    def hold(self, name):
-        from contextlib import nullcontext
+class RunAtOnce:
+    """Stands in for the Debounce dependency: runs every call."""
 
-        return nullcontext()
+    def __init__(self):
+        self.keys = []
+
+    def run(self, key, method, args, call):
+        self.keys.append(key)
+        call()
+        return True
 
 
 def make_service(context_data=None):
     ctx = FakeWorkerContext(context_data)
-    service = worker_factory(SalesforceSyncService, source=Source(ctx), locks=NoLock())
+    service = worker_factory(
+        SalesforceSyncService, source=Source(ctx), debounce=RunAtOnce()
+    )
     return service, ctx
 
 
@@ -36,8 +43,7 @@ def test_platform_event_from_salesforce_is_dropped():
 
     service.on_contact_updated({"id": 7, "salesforce_id": "003X"})
 
-    service.contacts.get.assert_not_called()
-    service.salesforce.update.assert_not_called()
+    service.tasks.schedule.assert_not_called()
 
 
 def test_new_platform_contact_is_upserted_and_linked_as_a_salesforce_change():
@@ -49,8 +55,9 @@ def test_new_platform_contact_is_upserted_and_linked_as_a_salesforce_change():
         ctx.data.get(SOURCE_KEY)
     )
 
-    service.on_contact_created({"id": 7, "salesforce_id": None})
+    service.sync_contact_up(7)
 
+    assert service.debounce.keys == ["contact:up:7"]
     args = service.salesforce.upsert.call_args.args
     assert args[:3] == ("Contact", "Platform_Id__c", "7")
     assert args[3]["LastName"] == "Ng"
@@ -85,7 +92,7 @@ def test_deleted_platform_contact_is_deleted_in_salesforce():
     service.contacts.get.return_value = None
     service.salesforce.query.return_value = iter([{"Id": "003A"}])
 
-    service.on_contact_deleted({"id": 7, "salesforce_id": "003A"})
+    service.sync_up([7])
 
     service.salesforce.delete.assert_called_once_with("Contact", "003A")
 
@@ -105,7 +112,7 @@ def test_salesforce_change_is_written_down_flagged_and_linked_back():
 
     service.contacts.upsert_from_salesforce.side_effect = upsert
 
-    service.on_salesforce_contact("Contact", None, {"sobject": {"Id": "003A"}})
+    service.sync_contact_down("003A")
 
     assert flags == [True]
     upsert_args = service.contacts.upsert_from_salesforce.call_args.args
@@ -125,41 +132,39 @@ def test_salesforce_delete_removes_the_platform_contact():
     service.contacts.delete_by_salesforce_id.assert_called_once_with("003A")
 
 
-def test_transient_failure_is_tried_again(monkeypatch):
-    monkeypatch.setattr("time.sleep", lambda seconds: None)
+@pytest.mark.parametrize(
+    "handler", ["on_contact_created", "on_contact_updated", "on_contact_deleted"]
+)
+def test_platform_event_schedules_an_up_task(handler):
     service, _ = make_service()
-    service.contacts.get.side_effect = [UnknownService("contacts"), CONTACT]
-    service.salesforce.upsert.return_value = UpsertResult("003NEW", created=True)
 
-    service.on_contact_created({"id": 7, "salesforce_id": None})
+    getattr(service, handler)({"id": 7, "salesforce_id": None})
 
-    assert service.contacts.get.call_count == 2
-    service.redis.rpush.assert_not_called()
+    service.tasks.schedule.assert_called_once_with("sync_contact_up", 7)
 
 
-def test_permanent_failure_is_kept_for_an_operator_after_one_try(monkeypatch):
-    monkeypatch.setattr("time.sleep", lambda seconds: None)
+def test_notification_schedules_a_down_task():
     service, _ = make_service()
-    service.salesforce.get.return_value = {"Id": "003A", "LastName": "x" * 81}
 
     service.on_salesforce_contact("Contact", None, {"sobject": {"Id": "003A"}})
 
-    key, entry = service.redis.rpush.call_args.args
-    kept = json.loads(entry)
-    assert key == "sfsync:failed"
-    assert kept["direction"] == "down"
-    assert kept["ids"] == ["003A"]
-    assert kept["tries"] == 1
-    assert "last_name" in kept["error"]
+    service.tasks.schedule.assert_called_once_with("sync_contact_down", "003A")
 
 
-def test_transient_failure_that_never_clears_is_kept_after_every_try(monkeypatch):
-    sleeps = []
-    monkeypatch.setattr("time.sleep", sleeps.append)
+def test_unreachable_platform_becomes_a_retryable_error():
     service, _ = make_service()
-    service.contacts.get.side_effect = ServerUnavailable("Salesforce is down")
+    service.contacts.get.side_effect = UnknownService("contacts")
 
-    service.on_contact_updated({"id": 7, "salesforce_id": None})
+    with pytest.raises(PlatformUnavailable):
+        service.sync_up([7])
 
-    assert sleeps == [0.5, 1, 2, 4, 8, 16]
-    assert json.loads(service.redis.rpush.call_args.args[1])["tries"] == 7
+
+def test_a_platform_refusal_is_not_retried():
+    service, _ = make_service()
+    service.salesforce.get.return_value = {"Id": "003A", "LastName": "Ng"}
+    service.contacts.upsert_from_salesforce.side_effect = RemoteError(
+        "InvalidContact", "Salesforce contact 003A is invalid"
+    )
+
+    with pytest.raises(RemoteError):
+        service.sync_down(["003A"])

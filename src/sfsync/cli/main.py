@@ -66,6 +66,16 @@ def main(argv: list[str] | None = None) -> None:
     demo.add_argument("--redis-uri", default="redis://127.0.0.1:6379/1")
     demo.set_defaults(run=run_demo)
 
+    letters = commands.add_parser(
+        "dead-letters", help="list or replay tasks that failed for good"
+    )
+    letters.add_argument("action", choices=["list", "replay"])
+    letters.add_argument("ids", nargs="*", help="dead letter ids to replay")
+    letters.add_argument("--all", action="store_true", help="replay every one")
+    letters.add_argument("--service", default="salesforce")
+    letters.add_argument("--amqp-uri", default="pyamqp://guest:guest@127.0.0.1:5672/")
+    letters.set_defaults(run=run_dead_letters)
+
     args = parser.parse_args(argv)
     try:
         status = args.run(args)
@@ -110,6 +120,31 @@ def run_import(args: argparse.Namespace) -> int:
         + (f" (written to {errors_path})" if report.rejected else "")
         + f"; ids in {ids_path}"
     )
+    return 0
+
+
+def run_dead_letters(args: argparse.Namespace) -> int:
+    from sfsync.deadletters import list_dead_letters, replay
+
+    try:
+        if args.action == "list":
+            letters = list_dead_letters(args.amqp_uri, args.service)
+            for letter in letters:
+                print(letter.line())
+            print(f"{len(letters)} dead letters in {args.service}.dead-letters")
+            return 0
+        if not args.ids and not args.all:
+            raise CommandError("name the dead letters to replay, or pass --all")
+        replayed = replay(args.amqp_uri, args.service, None if args.all else args.ids)
+    except OSError as exc:
+        raise CommandError(
+            f"cannot reach the broker at {args.amqp_uri}: {exc}"
+        ) from exc
+    for letter in replayed:
+        print(f"replayed {letter.id} {letter.task}")
+    missing = set(args.ids) - {letter.id for letter in replayed}
+    if missing:
+        raise CommandError(f"no dead letter with id {', '.join(sorted(missing))}")
     return 0
 
 

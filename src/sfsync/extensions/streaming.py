@@ -50,6 +50,18 @@ log = logging.getLogger(__name__)
 
 REPLAY_KEY_PREFIX = "sfsync:replay_id:"
 STATUS_KEY = "sfsync:streaming:status"
+CLAIM_KEY_PREFIX = "sfsync:claimed:"
+# A claim must outlive the longest replay window (72 h for Change Data
+# Capture), or a replay after a long outage would run a notification twice.
+CLAIM_SECONDS = 4 * 24 * 3600
+_STORE_IF_LATER = """
+local current = tonumber(redis.call("get", KEYS[1]) or "-1")
+if tonumber(ARGV[1]) > current then
+    redis.call("set", KEYS[1], ARGV[1])
+    return 1
+end
+return 0
+"""
 DEFAULT_REDIS_KEY = "sync"
 
 
@@ -134,7 +146,7 @@ class StreamingClient(SharedExtension, ProviderCollector):
     def _subscribed(self) -> None:
         """Tell operators (and the demo) that this instance is listening."""
         assert self.redis is not None
-        instance = f"{socket.gethostname()}:{os.getpid()}"
+        instance = self.instance
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self.redis.sadd(STATUS_KEY + ":subscribed", instance)
         self.redis.hset(
@@ -153,7 +165,18 @@ class StreamingClient(SharedExtension, ProviderCollector):
         assert self.redis is not None
         safe = self.trackers[channel].done(replay_id)
         if safe is not None:
-            self.redis.set(REPLAY_KEY_PREFIX + channel, safe)
+            # Instances share the key: never move it backwards.
+            self.redis.eval(_STORE_IF_LATER, 1, REPLAY_KEY_PREFIX + channel, safe)
+
+    def claim(self, channel: str, replay_id: int) -> bool:
+        """True for exactly one instance per notification."""
+        assert self.redis is not None
+        key = f"{CLAIM_KEY_PREFIX}{channel}:{replay_id}"
+        return bool(self.redis.set(key, self.instance, nx=True, ex=CLAIM_SECONDS))
+
+    @property
+    def instance(self) -> str:
+        return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class SObjectNotificationHandler(Entrypoint):
@@ -231,6 +254,12 @@ class SObjectNotificationHandler(Entrypoint):
         data = message["data"]
         replay_id = int(data["event"]["replayId"])
         self.streaming.trackers[self.channel].received(replay_id)
+        if not self.streaming.claim(self.channel, replay_id):
+            log.debug(
+                "notification %s on %s claimed elsewhere", replay_id, self.channel
+            )
+            self.streaming.handled(self.channel, replay_id)
+            return
         self.container.spawn_worker(
             self,
             (self.sobject_type, self.record_type, data),

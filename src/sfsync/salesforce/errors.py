@@ -9,6 +9,7 @@ The tree::
     ├── RecordNotFound       404 NOT_FOUND or ENTITY_IS_DELETED
     ├── MultipleRecords      300 on an upsert that matched several records
     ├── InvalidRequest       400: bad field, missing required field, bad query
+    │   └── RecordLocked     400 UNABLE_TO_LOCK_ROW: try again shortly
     ├── ServerUnavailable    5xx, or the server could not be reached
     └── StreamingError       a Bayeux reply with successful=false
 """
@@ -25,6 +26,7 @@ __all__ = [
     "RecordNotFound",
     "MultipleRecords",
     "InvalidRequest",
+    "RecordLocked",
     "ServerUnavailable",
     "StreamingError",
 ]
@@ -76,6 +78,10 @@ class InvalidRequest(SalesforceError):
     pass
 
 
+class RecordLocked(InvalidRequest):
+    pass
+
+
 class ServerUnavailable(SalesforceError):
     pass
 
@@ -105,6 +111,8 @@ def error_from_response(status: int, body: Any, what: str) -> SalesforceError:
         message = str(body.get("message", body.get("error_description", "")))
     if status >= 500:
         cls: type[SalesforceError] = ServerUnavailable
+    elif error_code == "UNABLE_TO_LOCK_ROW":
+        cls = RecordLocked
     else:
         cls = _BY_STATUS.get(status, SalesforceError)
     text = f"{what}: Salesforce answered {status} {error_code}: {message}".rstrip(": ")

@@ -9,33 +9,37 @@ the record's current Salesforce state land on the platform through the
 ``contacts`` RPC, inside a ``sourced_from_salesforce`` context so its platform
 event is not sent back up.
 
-Each task fetches the current record from its source of truth; the event only
-says which record to look at. So a task is idempotent, and out-of-order or
-repeated events converge. Tasks take lists of ids so that batching can slot in.
+Both ways, the trigger only schedules a task (over AMQP, keyed by the record
+id); the task is debounced per record, retried later per error kind, and
+dead-lettered when it cannot succeed. Each task fetches the current record
+from its source of truth; the trigger only says which record to look at. So a
+task is idempotent, and out-of-order or repeated triggers converge. The sync
+calls take lists of ids so that batching can slot in.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from nameko.events import SERVICE_POOL, event_handler
-from nameko.exceptions import RemoteError, UnknownService
+from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
 from nameko.rpc import RpcProxy, rpc
-from nameko_redis import Redis
+from nameko.timer import timer
+from nameko_amqp_retry import entrypoint_retry
 
-from sfsync.extensions.lock import LockTimeout, RecordLock
+from sfsync.extensions.debounce import Debounce, debounced
 from sfsync.extensions.salesforce import SalesforceAPI
 from sfsync.extensions.source import SourceTracker
 from sfsync.extensions.streaming import handle_sobject_notification
+from sfsync.extensions.tasks import TaskScheduler, task
 from sfsync.extensions.tracing import Tracer
 from sfsync.mapping import EXTERNAL_ID_FIELD, to_platform, to_salesforce
 from sfsync.salesforce.client import soql_quote
 from sfsync.salesforce.errors import (
-    InvalidRequest,
+    RecordLocked,
     RecordNotFound,
     RequestRefused,
     ServerUnavailable,
@@ -46,25 +50,52 @@ log = logging.getLogger(__name__)
 
 SOBJECT = "Contact"
 REDIS_KEY = "sync"
-FAILURES_KEY = "sfsync:failed"
-RETRY_DELAYS = (0.5, 1, 2, 4, 8, 16)  # seconds; ~30 s in all
-_TRANSIENT = (
-    ServerUnavailable,
-    RequestRefused,
-    SessionExpired,
-    LockTimeout,
-    UnknownService,
-    ConnectionError,
-)
+DEBOUNCE_SWEEP_SECONDS = 10
 
 
-def is_transient(exc: Exception) -> bool:
-    """Worth another try: the other side is down, busy or not there yet."""
-    if isinstance(exc, InvalidRequest):
-        return exc.error_code == "UNABLE_TO_LOCK_ROW"
-    if isinstance(exc, RemoteError):
-        return exc.exc_type in ("OperationalError", "LockTimeout")
-    return isinstance(exc, _TRANSIENT)
+class PlatformUnavailable(Exception):
+    """The ``contacts`` service did not answer; try again later."""
+
+
+# Retry schedules per error kind, in milliseconds (nameko-amqp-retry: the
+# wait happens in RabbitMQ). Each kind counts its own tries.
+SALESFORCE_DOWN: dict[str, Any] = {
+    "retry_for": (ServerUnavailable, SessionExpired),
+    "limit": 40,
+    "schedule": (1000, 2000, 5000, 10000, 30000, 60000),
+    "random_sigma": 50,
+}
+RATE_LIMITED: dict[str, Any] = {
+    "retry_for": RequestRefused,
+    "limit": 24,
+    "schedule": (60000, 300000, 900000),
+    "random_sigma": 1000,
+}
+ROW_LOCKED: dict[str, Any] = {
+    "retry_for": RecordLocked,
+    "limit": 10,
+    "schedule": (200, 500, 1000, 2000, 5000),
+    "random_sigma": 50,
+}
+PLATFORM_DOWN: dict[str, Any] = {
+    "retry_for": PlatformUnavailable,
+    "limit": 40,
+    "schedule": (500, 1000, 2000, 5000, 10000, 30000),
+    "random_sigma": 50,
+}
+
+
+@contextmanager
+def platform_call() -> Iterator[None]:
+    """Turn the ways the ``contacts`` RPC can be unreachable into one error."""
+    try:
+        yield
+    except (UnknownService, RpcTimeout, ConnectionError) as exc:
+        raise PlatformUnavailable(f"contacts service: {exc}") from exc
+    except RemoteError as exc:
+        if exc.exc_type != "OperationalError":  # its database busy or gone
+            raise
+        raise PlatformUnavailable(f"contacts service: {exc}") from exc
 
 
 class SalesforceSyncService:
@@ -75,8 +106,8 @@ class SalesforceSyncService:
     contacts = RpcProxy("contacts")
     salesforce = SalesforceAPI()
     source = SourceTracker()
-    locks = RecordLock(REDIS_KEY)
-    redis = Redis(REDIS_KEY)
+    tasks = TaskScheduler()
+    debounce = Debounce(REDIS_KEY)
     tracer = Tracer()
 
     # -- up: platform -> Salesforce ----------------------------------------
@@ -95,11 +126,19 @@ class SalesforceSyncService:
 
     def _platform_changed(self, payload: dict[str, Any]) -> None:
         if self.source.from_salesforce:
-            log.debug(
-                "up: contact %s changed by the sync itself, dropped", payload["id"]
-            )
+            log.debug("up: contact %s changed by the sync, dropped", payload["id"])
             return
-        self._retrying("up", self.sync_up, [payload["id"]])
+        self.tasks.schedule("sync_contact_up", payload["id"])
+
+    @task
+    @entrypoint_retry(**SALESFORCE_DOWN)
+    @entrypoint_retry(**RATE_LIMITED)
+    @entrypoint_retry(**ROW_LOCKED)
+    @entrypoint_retry(**PLATFORM_DOWN)
+    @debounced("contact:up:{0}")
+    def sync_contact_up(self, contact_id: int) -> None:
+        """Task: one contact up; debounced, retried per error kind."""
+        self.sync_up([contact_id])
 
     @rpc
     def sync_up(self, contact_ids: list[int]) -> list[str | None]:
@@ -107,14 +146,11 @@ class SalesforceSyncService:
 
         Returns, per contact, its Salesforce id (None when it was deleted).
         """
-        results = []
-        for contact_id in contact_ids:
-            with self.locks.hold(f"contact:up:{contact_id}"):
-                results.append(self._sync_one_up(contact_id))
-        return results
+        return [self._sync_one_up(contact_id) for contact_id in contact_ids]
 
     def _sync_one_up(self, contact_id: int) -> str | None:
-        contact = self.contacts.get(contact_id)
+        with platform_call():
+            contact = self.contacts.get(contact_id)
         if contact is None:
             self._delete_in_salesforce(contact_id)
             return None
@@ -135,7 +171,7 @@ class SalesforceSyncService:
         result = self.salesforce.upsert(
             SOBJECT, EXTERNAL_ID_FIELD, str(contact_id), record
         )
-        with self.source.salesforce_change():
+        with self.source.salesforce_change(), platform_call():
             self.contacts.link_salesforce_id(contact_id, result.id)
         log.info(
             "up: contact %s %s %s",
@@ -160,52 +196,24 @@ class SalesforceSyncService:
     def on_salesforce_contact(
         self, sobject_type: str, record_type: str | None, notification: dict
     ) -> None:
-        self._retrying("down", self.sync_down, [notification["sobject"]["Id"]])
+        self.tasks.schedule("sync_contact_down", notification["sobject"]["Id"])
 
-    # -- failures ----------------------------------------------------------
+    @task
+    @entrypoint_retry(**SALESFORCE_DOWN)
+    @entrypoint_retry(**RATE_LIMITED)
+    @entrypoint_retry(**ROW_LOCKED)
+    @entrypoint_retry(**PLATFORM_DOWN)
+    @debounced("contact:down:{0}")
+    def sync_contact_down(self, salesforce_id: str) -> None:
+        """Task: one Contact down; debounced, retried per error kind."""
+        self.sync_down([salesforce_id])
 
-    def _retrying(self, direction: str, task: Callable, ids: list) -> None:
-        """Run ``task(ids)``, trying again on transient errors, then keep it.
-
-        The wait is a sleeping worker for now; waiting in RabbitMQ instead,
-        with schedules per error kind, is issue #3. A task out of tries is
-        logged and kept in Redis (``failures`` lists them, ``sync_up`` and
-        ``sync_down`` replay them) rather than lost.
-        """
-        for attempt, delay in enumerate((*RETRY_DELAYS, None), start=1):
-            try:
-                task(ids)
-                return
-            except Exception as exc:
-                if delay is None or not is_transient(exc):
-                    self._keep_failure(direction, ids, exc, attempt)
-                    return
-                log.warning(
-                    "%s: %s failed (%s), try %s again in %s s",
-                    direction, ids, exc, attempt + 1, delay,
-                )  # fmt: skip
-                time.sleep(delay)
-
-    def _keep_failure(
-        self, direction: str, ids: list, exc: Exception, attempts: int
-    ) -> None:
-        log.error(
-            "%s: %s failed after %s tries: %s", direction, ids, attempts, exc,
-            exc_info=not is_transient(exc),
-        )  # fmt: skip
-        entry = {
-            "direction": direction,
-            "ids": ids,
-            "error": f"{type(exc).__name__}: {exc}"[:1000],
-            "tries": attempts,
-            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
-        self.redis.rpush(FAILURES_KEY, json.dumps(entry))
-
-    @rpc
-    def failures(self) -> list[dict[str, Any]]:
-        """Sync tasks that ran out of tries, oldest first."""
-        return [json.loads(item) for item in self.redis.lrange(FAILURES_KEY, 0, -1)]
+    @timer(interval=DEBOUNCE_SWEEP_SECONDS)
+    def resume_debounced(self) -> None:
+        """Reschedule debounced calls whose runner died before running them."""
+        for method, args in self.debounce.stale():
+            log.info("debounce: resuming %s%s", method, tuple(args))
+            self.tasks.schedule(method, *args)
 
     @rpc
     def sync_down(self, salesforce_ids: Iterable[str]) -> list[int | None]:
@@ -213,15 +221,11 @@ class SalesforceSyncService:
 
         Returns, per Contact, its platform id (None when it was deleted).
         """
-        results = []
-        for salesforce_id in salesforce_ids:
-            with self.locks.hold(f"contact:down:{salesforce_id}"):
-                results.append(self._sync_one_down(salesforce_id))
-        return results
+        return [self._sync_one_down(sf_id) for sf_id in salesforce_ids]
 
     def _sync_one_down(self, salesforce_id: str) -> int | None:
         record = self.salesforce.get(SOBJECT, salesforce_id)
-        with self.source.salesforce_change():
+        with self.source.salesforce_change(), platform_call():
             if record is None or record.get("IsDeleted"):
                 contact_id = self.contacts.delete_by_salesforce_id(salesforce_id)
                 log.info(

@@ -3,6 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+INSTANCES ?= 1
 
 .PHONY: demo test test-unit emulator infra infra-stop lint bench clean
 
@@ -21,7 +22,7 @@ infra-stop:
 
 ## Everything running, the bundled export played into both sides; ends with SUMMARY.
 demo: $(STAMP) infra
-	$(BIN)/sfsync demo $(DEMO_ARGS)
+	$(BIN)/sfsync demo --instances $(INSTANCES) $(DEMO_ARGS)
 
 ## The whole test suite on real RabbitMQ, Redis and the emulator.
 test: $(STAMP) infra

@@ -124,6 +124,7 @@ class Demo:
         timeout: float,
         vhost: str = "sfsync-demo",
         redis_uri: str = "redis://127.0.0.1:6379/1",
+        instances: int = 1,
     ) -> None:
         self.csv_path = csv_path
         self.rows = rows
@@ -133,6 +134,7 @@ class Demo:
         self.timeout = timeout
         self.vhost = vhost
         self.redis_uri = redis_uri
+        self.instances = instances
         self.phases: dict[str, float] = {}
         self.summary: dict[str, Any] = {}
         self.emulator: EmulatorProcess | None = None
@@ -149,6 +151,7 @@ class Demo:
             timeout=args.timeout,
             vhost=args.vhost,
             redis_uri=args.redis_uri,
+            instances=args.instances,
         )
 
     # -- the run -------------------------------------------------------
@@ -189,6 +192,7 @@ class Demo:
             salesforce_password=integration["password"],
             vhost=self.vhost,
             redis_uri=self.redis_uri,
+            instances=self.instances,
         )
         self.stack.start()
         self.platform = ClusterRpcProxy({"AMQP_URI": self.stack.amqp_uri}, timeout=60)
@@ -248,6 +252,7 @@ class Demo:
         )
         self.summary = {
             "rows": total,
+            "sync_instances": self.instances,
             "rejected_rows": sales_rejected + import_rejected,
             "expected": expected,
             "salesforce_contacts": second.salesforce,

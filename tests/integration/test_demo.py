@@ -17,7 +17,9 @@ DEMO_REDIS_URI = os.environ.get(
 )
 
 
-def test_demo_converges_on_a_slice_of_the_export(tmp_path):
+def test_demo_converges_on_a_slice_of_the_export_with_three_sync_instances(
+    tmp_path,
+):
     redis.Redis.from_url(DEMO_REDIS_URI).flushdb()
 
     result = subprocess.run(
@@ -27,7 +29,7 @@ def test_demo_converges_on_a_slice_of_the_export(tmp_path):
             "--work-dir", str(tmp_path / "demo"),
             "--vhost", f"sfsync-demo-test-{uuid.uuid4().hex[:6]}",
             "--redis-uri", DEMO_REDIS_URI,
-            "--timeout", "240",
+            "--timeout", "240", "--instances", "3",
         ],
         capture_output=True, text=True, timeout=400,
     )  # fmt: skip
@@ -40,6 +42,7 @@ def test_demo_converges_on_a_slice_of_the_export(tmp_path):
     assert summary["mismatched"] == 0
     assert summary["duplicates"] == 0
     assert summary["echo_writes"] == 0
+    assert summary["sync_instances"] == 3
     assert summary["sync_writes"] == {
         "to_salesforce": 150 + 150 + 20 + 5,
         "to_platform": 150 + 150 + 20 + 5,

@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> None:
     demo.add_argument("--deletes", type=int, default=50, help="per side")
     demo.add_argument("--work-dir", type=Path, default=Path("var/demo"))
     demo.add_argument("--timeout", type=float, default=900.0)
+    demo.add_argument(
+        "--instances", type=int, default=1, help="salesforce sync instances to run"
+    )
     demo.add_argument("--vhost", default="sfsync-demo", help="RabbitMQ vhost to use")
     demo.add_argument("--redis-uri", default="redis://127.0.0.1:6379/1")
     demo.set_defaults(run=run_demo)

@@ -27,6 +27,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -104,6 +105,7 @@ class StreamingClient(SharedExtension, ProviderCollector):
         self.redis: redis.Redis | None = None
         self.session: StreamingSession | None = None
         self.trackers: dict[str, ReplayTracker] = {}
+        self._tag = uuid.uuid4().hex[:6]
 
     def setup(self) -> None:
         self.client = client_from_config(self.container.config)
@@ -176,7 +178,8 @@ class StreamingClient(SharedExtension, ProviderCollector):
 
     @property
     def instance(self) -> str:
-        return f"{socket.gethostname()}:{os.getpid()}"
+        """This container's name in claims and status: host, process, tag."""
+        return f"{socket.gethostname()}:{os.getpid()}:{self._tag}"
 
 
 class SObjectNotificationHandler(Entrypoint):

@@ -1,14 +1,22 @@
-"""Salesforce Streaming API notifications as a nameko entrypoint.
+"""Salesforce Streaming API events (PushTopic and Change Data Capture) as
+nameko entrypoints.
 
 ``@handle_sobject_notification("Contact")`` declares a PushTopic named after
 the sObject at container start (creating or updating it), subscribes to
 ``/topic/Contact`` and runs the decorated method once per notification with
-``(sobject_type, record_type, notification)``.
+``(sobject_type, record_type, notification)``. With ``exclude_current_user``
+(the default) the topic's query leaves out records last modified by the
+integration user the service logs in as: the sync's own writes never come
+back down. That is the loop breaker on the Salesforce side.
 
-With ``exclude_current_user`` (the default) the topic's query leaves out
-records last modified by the integration user the service logs in as: the
-sync's own writes never come back down. That is the loop breaker on the
-Salesforce side.
+``@handle_change_event("Contact")`` subscribes to ``/data/ContactChangeEvent``
+and runs the method with ``(sobject_type, change_type, record_ids, payload)``;
+events whose ``changeOrigin`` names this client, or whose ``commitUser`` is
+the integration user, are dropped: the same loop breaker for CDC.
+
+Several instances: every instance receives every event; each event is
+claimed once in Redis by its channel and replay id (``sfsync:claimed:...``,
+kept 4 days, longer than any replay window), and only the claimer runs it.
 
 Replay: the last replay id of each channel is stored in Redis, and only once
 every notification up to it has been handled (workers finish out of order;
@@ -41,9 +49,12 @@ from sfsync.salesforce.client import SalesforceClient, soql_quote
 from sfsync.salesforce.streaming import StreamingSession
 
 __all__ = [
+    "ChangeEventHandler",
     "ReplayTracker",
     "SObjectNotificationHandler",
     "StreamingClient",
+    "StreamingEntrypoint",
+    "handle_change_event",
     "handle_sobject_notification",
 ]
 
@@ -115,6 +126,8 @@ class StreamingClient(SharedExtension, ProviderCollector):
     def start(self) -> None:
         assert self.client is not None
         handlers = {provider.channel: provider for provider in self._providers}
+        if not handlers:
+            return
         for provider in handlers.values():
             provider.declare(self.client)
             self.trackers[provider.channel] = ReplayTracker()
@@ -182,17 +195,82 @@ class StreamingClient(SharedExtension, ProviderCollector):
         return f"{socket.gethostname()}:{os.getpid()}:{self._tag}"
 
 
-class SObjectNotificationHandler(Entrypoint):
-    """Entrypoint: one worker per PushTopic notification of ``sobject_type``.
+class StreamingEntrypoint(Entrypoint):
+    """What every streaming entrypoint shares: a channel, replay, claims.
 
-    Consumes ``/topic/<sobject_type>``; calls the method with
-    ``(sobject_type, record_type, notification)`` where ``notification`` is
-    the Bayeux ``data`` (``event`` with ``type`` and ``replayId``, and
-    ``sobject``). A failing worker is logged with its replay id and kept in
-    the Redis list ``sfsync:failed_notifications``; the stream goes on.
+    ``enabled_by(config)``, when given, decides at start whether this
+    entrypoint subscribes at all, so a service can carry a PushTopic and a
+    Change Data Capture entrypoint and let configuration pick one.
+    A failing worker is logged with its replay id and kept in the Redis list
+    ``sfsync:failed_notifications``; the stream goes on.
     """
 
     streaming = StreamingClient()
+    channel = ""
+
+    def __init__(
+        self, enabled_by: Callable[[dict], bool] | None = None, **kwargs: Any
+    ) -> None:
+        self.enabled_by = enabled_by
+        self.enabled = False
+        super().__init__(**kwargs)
+
+    def setup(self) -> None:
+        config = self.container.config
+        self.enabled = self.enabled_by is None or self.enabled_by(config)
+        if self.enabled:
+            self.streaming.register_provider(self)
+
+    def stop(self) -> None:
+        if self.enabled:
+            self.streaming.unregister_provider(self)
+
+    def declare(self, client: SalesforceClient) -> None:
+        """Create what the channel needs on the Salesforce side, if anything."""
+
+    def worker_args(self, data: dict[str, Any]) -> tuple | None:
+        """The worker's arguments for an event, or None to skip it."""
+        raise NotImplementedError
+
+    def handle_message(self, message: dict[str, Any]) -> None:
+        data = message["data"]
+        replay_id = int(data["event"]["replayId"])
+        self.streaming.trackers[self.channel].received(replay_id)
+        args = self.worker_args(data)
+        if args is None or not self.streaming.claim(self.channel, replay_id):
+            log.debug(
+                "event %s on %s skipped or claimed elsewhere", replay_id, self.channel
+            )
+            self.streaming.handled(self.channel, replay_id)
+            return
+        self.container.spawn_worker(
+            self, args, {}, handle_result=partial(self._handled, replay_id)
+        )
+
+    def _handled(
+        self, replay_id: int, worker_ctx: WorkerContext, result: Any, exc_info: Any
+    ) -> tuple[Any, Any]:
+        if exc_info is not None:
+            log.error("event %s on %s failed: %s", replay_id, self.channel, exc_info[1])
+            assert self.streaming.redis is not None
+            self.streaming.redis.rpush(
+                "sfsync:failed_notifications",
+                f"{self.channel} {replay_id} {worker_ctx.args!r} {exc_info[1]!r}"[
+                    :2000
+                ],
+            )
+        self.streaming.handled(self.channel, replay_id)
+        return result, exc_info
+
+
+class SObjectNotificationHandler(StreamingEntrypoint):
+    """Entrypoint: one worker per PushTopic notification of ``sobject_type``.
+
+    Declares the PushTopic at start; consumes ``/topic/<sobject_type>``; calls
+    the method with ``(sobject_type, record_type, notification)`` where
+    ``notification`` is the Bayeux ``data`` (``event`` with ``type`` and
+    ``replayId``, and ``sobject``).
+    """
 
     def __init__(
         self,
@@ -215,14 +293,8 @@ class SObjectNotificationHandler(Entrypoint):
         return self.sobject_type + (self.record_type or "")
 
     @property
-    def channel(self) -> str:
+    def channel(self) -> str:  # type: ignore[override]
         return f"/topic/{self.topic_name}"
-
-    def setup(self) -> None:
-        self.streaming.register_provider(self)
-
-    def stop(self) -> None:
-        self.streaming.unregister_provider(self)
 
     def topic_query(self, user_id: str) -> str:
         query = f"SELECT {', '.join(self.fields)} FROM {self.sobject_type}"
@@ -253,42 +325,56 @@ class SObjectNotificationHandler(Entrypoint):
             client.create("PushTopic", {"Name": self.topic_name, **topic})
         log.info("PushTopic %s declared: %s", self.topic_name, topic["Query"])
 
-    def handle_message(self, message: dict[str, Any]) -> None:
-        data = message["data"]
-        replay_id = int(data["event"]["replayId"])
-        self.streaming.trackers[self.channel].received(replay_id)
-        if not self.streaming.claim(self.channel, replay_id):
-            log.debug(
-                "notification %s on %s claimed elsewhere", replay_id, self.channel
-            )
-            self.streaming.handled(self.channel, replay_id)
-            return
-        self.container.spawn_worker(
-            self,
-            (self.sobject_type, self.record_type, data),
-            {},
-            handle_result=partial(self._handled, replay_id),
+    def worker_args(self, data: dict[str, Any]) -> tuple:
+        return (self.sobject_type, self.record_type, data)
+
+
+class ChangeEventHandler(StreamingEntrypoint):
+    """Entrypoint: one worker per Change Data Capture event of ``sobject_type``.
+
+    Consumes ``/data/<sobject_type>ChangeEvent``; calls the method with
+    ``(sobject_type, change_type, record_ids, payload)``. With
+    ``exclude_current_user`` (the default), events the service's own client
+    caused are dropped: their ``changeOrigin`` names this client
+    (``Sforce-Call-Options: client=...``) or their ``commitUser`` is the
+    integration user. Change Data Capture must be enabled for the object in
+    the org (Setup, Change Data Capture).
+    """
+
+    def __init__(
+        self, sobject_type: str, exclude_current_user: bool = True, **kwargs: Any
+    ) -> None:
+        self.sobject_type = sobject_type
+        self.exclude_current_user = exclude_current_user
+        super().__init__(**kwargs)
+
+    @property
+    def channel(self) -> str:  # type: ignore[override]
+        return f"/data/{self.sobject_type}ChangeEvent"
+
+    def worker_args(self, data: dict[str, Any]) -> tuple | None:
+        payload = data.get("payload", {})
+        header = payload.get("ChangeEventHeader", {})
+        if self.exclude_current_user and self._is_echo(header):
+            return None
+        return (
+            self.sobject_type,
+            header.get("changeType", ""),
+            list(header.get("recordIds", [])),
+            payload,
         )
 
-    def _handled(
-        self, replay_id: int, worker_ctx: WorkerContext, result: Any, exc_info: Any
-    ) -> tuple[Any, Any]:
-        if exc_info is not None:
-            record = worker_ctx.args[2].get("sobject", {}).get("Id")
-            log.error(
-                "notification %s on %s for %s failed: %s",
-                replay_id,
-                self.channel,
-                record,
-                exc_info[1],
-            )
-            assert self.streaming.redis is not None
-            self.streaming.redis.rpush(
-                "sfsync:failed_notifications",
-                f"{self.channel} {replay_id} {record} {exc_info[1]!r}"[:2000],
-            )
-        self.streaming.handled(self.channel, replay_id)
-        return result, exc_info
+    def _is_echo(self, header: dict[str, Any]) -> bool:
+        client = self.streaming.client
+        assert client is not None
+        origin = str(header.get("changeOrigin", ""))
+        ours = f"client={client.client_name}"
+        return (
+            origin.endswith(ours)
+            or ours + ";" in origin
+            or (header.get("commitUser") == client.user_id)
+        )
 
 
 handle_sobject_notification: Callable[..., Any] = SObjectNotificationHandler.decorator
+handle_change_event: Callable[..., Any] = ChangeEventHandler.decorator

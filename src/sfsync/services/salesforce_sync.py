@@ -20,7 +20,7 @@ calls take lists of ids so that batching can slot in.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -33,7 +33,10 @@ from nameko_amqp_retry import entrypoint_retry
 from sfsync.extensions.debounce import Debounce, debounced
 from sfsync.extensions.salesforce import SalesforceAPI
 from sfsync.extensions.source import SourceTracker
-from sfsync.extensions.streaming import handle_sobject_notification
+from sfsync.extensions.streaming import (
+    handle_change_event,
+    handle_sobject_notification,
+)
 from sfsync.extensions.tasks import TaskScheduler, task
 from sfsync.extensions.tracing import Tracer
 from sfsync.mapping import EXTERNAL_ID_FIELD, to_platform, to_salesforce
@@ -51,6 +54,15 @@ log = logging.getLogger(__name__)
 SOBJECT = "Contact"
 REDIS_KEY = "sync"
 DEBOUNCE_SWEEP_SECONDS = 10
+
+
+def streaming_mode(mode: str) -> Callable[[dict], bool]:
+    """Config test: is ``SALESFORCE.STREAMING`` (pushtopic or cdc) ``mode``?"""
+
+    def chosen(config: dict) -> bool:
+        return config["SALESFORCE"].get("STREAMING", "pushtopic") == mode
+
+    return chosen
 
 
 class PlatformUnavailable(Exception):
@@ -192,11 +204,18 @@ class SalesforceSyncService:
 
     # -- down: Salesforce -> platform --------------------------------------
 
-    @handle_sobject_notification(SOBJECT)
+    @handle_sobject_notification(SOBJECT, enabled_by=streaming_mode("pushtopic"))
     def on_salesforce_contact(
         self, sobject_type: str, record_type: str | None, notification: dict
     ) -> None:
         self.tasks.schedule("sync_contact_down", notification["sobject"]["Id"])
+
+    @handle_change_event(SOBJECT, enabled_by=streaming_mode("cdc"))
+    def on_contact_change_event(
+        self, sobject_type: str, change_type: str, record_ids: list, payload: dict
+    ) -> None:
+        for salesforce_id in record_ids:
+            self.tasks.schedule("sync_contact_down", salesforce_id)
 
     @task
     @entrypoint_retry(**SALESFORCE_DOWN)

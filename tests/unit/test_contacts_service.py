@@ -3,8 +3,14 @@ from nameko.testing.services import worker_factory
 from sqlalchemy import create_engine
 from sqlalchemy.orm import sessionmaker
 
+from sfsync.extensions.crud import InvalidFilter
 from sfsync.extensions.source import SOURCE_KEY, Source
-from sfsync.services.contacts import Base, ContactsService, InvalidContact
+from sfsync.services.contacts import (
+    Base,
+    ContactNotFound,
+    ContactsService,
+    InvalidContact,
+)
 
 
 class FakeWorkerContext:
@@ -96,3 +102,61 @@ def test_count_linked_and_unlinked(session):
 
     assert service.count(linked=True) == 1
     assert service.count(linked=False) == 1
+
+
+def test_list_keeps_id_order_and_pages_by_default(session):
+    service = make_service(session)
+    for name in ["C", "A", "B"]:
+        service.create({"last_name": name})
+
+    assert [c["last_name"] for c in service.list(1, 5)] == ["A", "B"]
+
+
+def test_list_filters_and_sorts(session):
+    service = make_service(session)
+    for name, city in [("Ng", "Oslo"), ("Abe", "Oslo"), ("Li", "Rome")]:
+        service.create({"last_name": name, "mailing_city": city})
+
+    found = service.list(
+        filters={"field": "mailing_city", "op": "eq", "value": "Oslo"},
+        order_by=["last_name"],
+    )
+
+    assert [c["last_name"] for c in found] == ["Abe", "Ng"]
+
+
+def test_list_refuses_an_unknown_field_naming_it(session):
+    service = make_service(session)
+
+    with pytest.raises(InvalidFilter, match="unknown field 'password'"):
+        service.list(filters={"field": "password", "op": "eq", "value": "x"})
+
+
+def test_count_combines_linked_with_filters(session):
+    service = make_service(session)
+    first = service.create({"last_name": "A", "email": "a@x.org"})
+    service.create({"last_name": "B", "email": "b@x.org"})
+    service.link_salesforce_id(first["id"], "003D")
+
+    with_email = {"field": "email", "op": "like", "value": "%@x.org"}
+    assert service.count(linked=False, filters=with_email) == 1
+    assert service.count(filters=with_email) == 2
+
+
+def test_update_of_a_missing_contact_raises_contact_not_found(session):
+    service = make_service(session)
+
+    with pytest.raises(ContactNotFound, match="contact 7 does not exist"):
+        service.update(7, {"last_name": "X"})
+
+
+def test_delete_logs_the_change_and_announces_it(session):
+    service = make_service(session)
+    created = service.create({"last_name": "Gone"})
+
+    assert service.delete(created["id"]) is True
+
+    service.dispatch.assert_called_with(
+        "contact_deleted", {"id": created["id"], "salesforce_id": None}
+    )
+    assert service.change_counts() == {"platform": {"created": 1, "deleted": 1}}

@@ -1,6 +1,7 @@
 """The ``contacts`` service: the platform's source of truth for contacts.
 
-RPC to create, read, update, delete and list contacts; an event after every
+RPC to create, read, update, delete, list and count contacts (from
+``CrudEntrypoints``; ``list`` and ``count`` take filters); an event after every
 committed change (``contact_created``, ``contact_updated``,
 ``contact_deleted``) carrying the contact's id and Salesforce id. Changes made
 inside a ``sourced_from_salesforce`` context carry that flag on to their event,
@@ -29,12 +30,21 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from sfsync.extensions.crud import (
+    CrudEntrypoints,
+    InvalidQuery,
+    InvalidRecord,
+    RecordNotFound,
+)
 from sfsync.extensions.source import SourceTracker
+from sfsync.extensions.tracing import Tracer
 from sfsync.mapping import CONTACT_FIELDS, InvalidFields, clean_contact
 
 log = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 1000
+# Personal data an operator does not need to follow a call: kept out of traces.
+PERSONAL_FIELDS = ("birthdate", "phone", "mobile_phone", "mailing_street")
 
 
 class Base(DeclarativeBase):
@@ -79,11 +89,11 @@ class ChangeLog(Base):
     at: Mapped[datetime.datetime] = mapped_column(DateTime, default=func.now())
 
 
-class ContactNotFound(LookupError):
+class ContactNotFound(RecordNotFound):
     pass
 
 
-class InvalidContact(ValueError):
+class InvalidContact(InvalidRecord):
     pass
 
 
@@ -119,20 +129,26 @@ def _validated(data: dict[str, Any], what: str, partial: bool = False) -> dict:
         raise InvalidContact(f"{what} is invalid: {exc}") from None
 
 
-class ContactsService:
-    """CRUD over RPC for contacts, with an event after each change."""
+class ContactsService(
+    CrudEntrypoints,
+    model=Contact,
+    record="contact",
+    event_fields=("id", "salesforce_id"),
+    max_page_size=MAX_PAGE_SIZE,
+    not_found=ContactNotFound,
+):
+    """CRUD over RPC for contacts, with an event after each change.
+
+    ``get``, ``create``, ``update``, ``delete`` and ``list`` come from
+    ``CrudEntrypoints``; ``list`` takes ``filters`` and ``order_by``.
+    """
 
     name = "contacts"
 
     db = ContactsDatabase(Base, engine_options={"connect_args": {"timeout": 30}})
     dispatch = EventDispatcher()
     source = SourceTracker()
-
-    @rpc
-    def get(self, contact_id: int) -> dict[str, Any] | None:
-        """The contact, or None when there is none with that id."""
-        contact = self.db.session.get(Contact, contact_id)
-        return serialize(contact) if contact else None
+    tracer = Tracer(redact=PERSONAL_FIELDS)
 
     @rpc
     def get_many(self, contact_ids: list[int]) -> list[dict[str, Any] | None]:
@@ -142,13 +158,6 @@ class ContactsService:
         )
         found = {contact.id: serialize(contact) for contact in rows}
         return [found.get(contact_id) for contact_id in contact_ids]
-
-    @rpc(expected_exceptions=InvalidContact)
-    def create(self, data: dict[str, Any]) -> dict[str, Any]:
-        """Create a contact; raises InvalidContact naming the bad fields."""
-        contact = Contact()
-        _assign(contact, _validated(data, "the new contact"))
-        return self._commit(contact, "created")
 
     @rpc
     def create_many(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -161,45 +170,20 @@ class ContactsService:
             try:
                 contact = Contact()
                 _assign(contact, _validated(data, f"row {position}"))
-                results.append({"id": self._commit(contact, "created")["id"]})
+                results.append({"id": self.crud_commit(contact, "created")["id"]})
             except InvalidContact as exc:
                 results.append({"error": str(exc)})
         return results
 
-    @rpc(expected_exceptions=(InvalidContact, ContactNotFound))
-    def update(self, contact_id: int, data: dict[str, Any]) -> dict[str, Any]:
-        """Change some fields of a contact."""
-        contact = self._existing(contact_id)
-        _assign(contact, _validated(data, f"contact {contact_id}", partial=True))
-        return self._commit(contact, "updated")
-
-    @rpc
-    def delete(self, contact_id: int) -> bool:
-        """Delete a contact; False when it did not exist."""
-        contact = self.db.session.get(Contact, contact_id)
-        if contact is None:
-            return False
-        self._delete(contact)
-        return True
-
-    @rpc
-    def list(self, offset: int = 0, limit: int = 100) -> list[dict[str, Any]]:
-        """Contacts in id order, a page at a time (at most 1,000)."""
-        limit = max(0, min(limit, MAX_PAGE_SIZE))
-        rows = self.db.session.scalars(
-            select(Contact).order_by(Contact.id).offset(offset).limit(limit)
-        )
-        return [serialize(contact) for contact in rows]
-
-    @rpc
-    def count(self, linked: bool | None = None) -> int:
-        """How many contacts; only those with (or without) a Salesforce id
-        when ``linked`` is True (or False)."""
-        query = select(func.count()).select_from(Contact)
+    @rpc(expected_exceptions=InvalidQuery)
+    def count(self, linked: bool | None = None, *, filters: Any = None) -> int:
+        """How many contacts match ``filters``; only those with (or without) a
+        Salesforce id when ``linked`` is True (or False)."""
+        conditions = self.crud_query.where(filters)
         if linked is not None:
             column = Contact.salesforce_id
-            query = query.where(column.is_not(None) if linked else column.is_(None))
-        return self.db.session.scalar(query)
+            conditions.append(column.is_not(None) if linked else column.is_(None))
+        return self.crud_count(conditions)
 
     @rpc
     def change_counts(self) -> dict[str, dict[str, int]]:
@@ -233,7 +217,7 @@ class ContactsService:
         _assign(contact, cleaned)
         contact.salesforce_id = salesforce_id
         try:
-            result = self._commit(contact, "created" if created else "updated")
+            result = self.crud_commit(contact, "created" if created else "updated")
         except IntegrityError:
             # Another worker created it meanwhile: apply this state to that one.
             self.db.session.rollback()
@@ -241,7 +225,7 @@ class ContactsService:
             if winner is None:
                 raise
             _assign(winner, cleaned)
-            result = self._commit(winner, "updated")
+            result = self.crud_commit(winner, "updated")
             created = False
         return {"id": result["id"], "created": created}
 
@@ -254,7 +238,7 @@ class ContactsService:
         if contact.salesforce_id == salesforce_id:
             return True
         contact.salesforce_id = salesforce_id
-        self._commit(contact, "updated")
+        self.crud_commit(contact, "updated")
         return True
 
     @rpc
@@ -264,16 +248,39 @@ class ContactsService:
         if contact is None:
             return None
         contact_id = contact.id
-        self._delete(contact)
+        self.crud_remove(contact)
         return contact_id
 
-    # -- helpers ---------------------------------------------------------
+    # -- how contacts differ from the generic CRUD ------------------------
 
-    def _existing(self, contact_id: int) -> Contact:
-        contact = self.db.session.get(Contact, contact_id)
-        if contact is None:
-            raise ContactNotFound(f"contact {contact_id} does not exist")
-        return contact
+    def crud_clean(
+        self, data: dict[str, Any], *, partial: bool, what: str
+    ) -> dict[str, Any]:
+        return _validated(data, what, partial=partial)
+
+    def crud_assign(self, record: Any, cleaned: dict[str, Any]) -> None:
+        _assign(record, cleaned)
+
+    def crud_serialize(self, record: Any) -> dict[str, Any]:
+        return serialize(record)
+
+    def crud_before_commit(self, record: Any, action: str) -> None:
+        self.db.session.add(
+            ChangeLog(contact_id=record.id, action=action, source=self._source)
+        )
+
+    def crud_announce(self, action: str, data: dict[str, Any]) -> None:
+        payload = {"id": data["id"], "salesforce_id": data["salesforce_id"]}
+        self.dispatch(f"contact_{action}", payload)
+        log.info(
+            "contact %s %s (source=%s, salesforce_id=%s)",
+            data["id"],
+            action,
+            self._source,
+            data["salesforce_id"],
+        )
+
+    # -- helpers ---------------------------------------------------------
 
     def _linked(self, salesforce_id: str, platform_id: int | None) -> Contact | None:
         if platform_id is not None:
@@ -284,42 +291,9 @@ class ContactsService:
             select(Contact).where(Contact.salesforce_id == salesforce_id)
         ).first()
 
-    def _commit(self, contact: Contact, action: str) -> dict[str, Any]:
-        session = self.db.session
-        session.add(contact)
-        session.flush()
-        session.add(
-            ChangeLog(contact_id=contact.id, action=action, source=self._source)
-        )
-        session.commit()
-        data = serialize(contact)
-        self._announce(action, data)
-        return data
-
-    def _delete(self, contact: Contact) -> None:
-        data = {"id": contact.id, "salesforce_id": contact.salesforce_id}
-        session = self.db.session
-        session.delete(contact)
-        session.add(
-            ChangeLog(contact_id=data["id"], action="deleted", source=self._source)
-        )
-        session.commit()
-        self._announce("deleted", data)
-
     @property
     def _source(self) -> str:
         return "salesforce" if self.source.from_salesforce else "platform"
-
-    def _announce(self, action: str, data: dict[str, Any]) -> None:
-        payload = {"id": data["id"], "salesforce_id": data["salesforce_id"]}
-        self.dispatch(f"contact_{action}", payload)
-        log.info(
-            "contact %s %s (source=%s, salesforce_id=%s)",
-            data["id"],
-            action,
-            self._source,
-            data["salesforce_id"],
-        )
 
 
 __all__ = ["ContactsService", "Contact", "ContactNotFound", "InvalidContact"]

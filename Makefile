@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 INSTANCES ?= 1
 
+NODE_CLIENTS := tests/clients/node_modules/.installed
+
 .PHONY: demo test test-unit emulator infra infra-stop lint bench clean
 
 $(STAMP): pyproject.toml requirements.lock
@@ -13,6 +15,11 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install -q -r requirements.lock
 	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
+
+# jsforce and cometd, for the tests that run real JavaScript clients.
+$(NODE_CLIENTS): tests/clients/package.json tests/clients/package-lock.json
+	npm ci --prefix tests/clients --no-audit --no-fund
+	touch $(NODE_CLIENTS)
 
 infra:
 	scripts/infra.sh start
@@ -25,7 +32,7 @@ demo: $(STAMP) infra
 	$(BIN)/sfsync demo --instances $(INSTANCES) $(DEMO_ARGS)
 
 ## The whole test suite on real RabbitMQ, Redis and the emulator.
-test: $(STAMP) infra
+test: $(STAMP) $(NODE_CLIENTS) infra
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: $(STAMP)

@@ -1,6 +1,9 @@
 from pathlib import Path
 
-from sfsync.importer import import_contacts, read_export
+import pytest
+
+from sfsync.importer import ExportFileError, Importer, read_export
+from sfsync.mapping import ACCOUNT_FIELDS
 
 HEADER = '"Id","LastName","FirstName","Email","HasOptedOutOfEmail","Birthdate"\n'
 
@@ -67,9 +70,100 @@ def test_import_sends_good_rows_and_keeps_every_refused_one(tmp_path):
         sent.extend(rows)
         return [{"id": 10}, {"error": "row 1 is invalid: refused by the platform"}]
 
-    report = import_contacts(read_export(path), create_many)
+    report = Importer(create_many).run(read_export(path))
 
     assert [row["last_name"] for row in sent] == ["One", "Three"]
     assert report.imported == 1
     assert report.ids == [("a1", 10)]
     assert sorted(row.line for row in report.rejected) == [3, 4]
+
+
+def test_a_file_that_is_not_utf8_is_refused_before_any_row(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes((HEADER + '"a1","José","","","false",""\n').encode("latin-1"))
+
+    with pytest.raises(ExportFileError, match="line 2 is not UTF-8"):
+        next(read_export(path))
+
+
+def test_header_names_match_whatever_their_case(tmp_path):
+    path = tmp_path / "lower.csv"
+    path.write_text('"id","lastname","EMAIL"\n"a1","Ng","n@g.io"\n', encoding="utf-8")
+
+    [row] = read_export(path)
+
+    assert row.error is None
+    assert row.data["email"] == "n@g.io"
+    assert row.source_id == "a1"
+
+
+def test_a_header_without_a_required_column_is_refused(tmp_path):
+    path = tmp_path / "nolast.csv"
+    path.write_text('"Id","FirstName"\n"a1","Ada"\n', encoding="utf-8")
+
+    with pytest.raises(ExportFileError, match="no LastName column"):
+        list(read_export(path))
+
+
+def test_an_unknown_column_is_warned_about(tmp_path):
+    path = tmp_path / "extra.csv"
+    path.write_text('"LastName","E-mail"\n"Ng","n@g.io"\n', encoding="utf-8")
+    warnings = []
+
+    list(read_export(path, warnings=warnings))
+
+    assert warnings == ["column 'E-mail' is not a field of this object; ignored"]
+
+
+def test_rows_imported_before_are_skipped(tmp_path):
+    path = write(tmp_path, '"a1","One","","","false",""\n"a2","Two","","","false",""\n')
+    sent = []
+
+    def create_many(rows):
+        sent.extend(rows)
+        return [{"id": 20 + n} for n in range(len(rows))]
+
+    report = Importer(create_many, already={"a1"}).run(read_export(path))
+
+    assert [row["last_name"] for row in sent] == ["Two"]
+    assert report.skipped == 1
+    assert report.ids == [("a2", 20)]
+
+
+def test_contacts_are_linked_to_imported_accounts_or_refused(tmp_path):
+    path = tmp_path / "contacts.csv"
+    path.write_text(
+        '"Id","AccountId","LastName"\n"c1","001A","One"\n"c2","001B","Two"\n'
+        '"c3","","Three"\n',
+        encoding="utf-8",
+    )
+    sent = []
+
+    def create_many(rows):
+        sent.extend(rows)
+        return [{"id": n} for n in range(len(rows))]
+
+    report = Importer(create_many, account_ids={"001A": 5}).run(read_export(path))
+
+    assert [(row["last_name"], row["account_id"]) for row in sent] == [
+        ("One", 5),
+        ("Three", None),
+    ]
+    assert [row.error for row in report.rejected] == [
+        "its account 001B was not imported"
+    ]
+
+
+def test_account_exports_map_with_the_account_table(tmp_path):
+    path = tmp_path / "accounts.csv"
+    path.write_text(
+        '"Id","Name","NumberOfEmployees","BillingCity"\n"001A","Acme","12","Oslo"\n'
+        '"001B","","x","Rome"\n',
+        encoding="utf-8",
+    )
+
+    good, bad = read_export(path, fields=ACCOUNT_FIELDS)
+
+    assert good.data["number_of_employees"] == 12
+    assert "name: is required" in bad.error
+    assert "not a whole number" in bad.error

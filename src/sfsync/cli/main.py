@@ -31,13 +31,25 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
 
     load = commands.add_parser(
-        "import", help="import a Salesforce Contact CSV export into the platform"
+        "import", help="import a Salesforce CSV export into the platform"
     )
     load.add_argument("csv", type=Path)
     load.add_argument(
         "--amqp-uri",
         default="pyamqp://guest:guest@127.0.0.1:5672/",
         help="the broker the contacts service listens on",
+    )
+    load.add_argument(
+        "--object",
+        choices=["contact", "account"],
+        default="contact",
+        help="what the export holds",
+    )
+    load.add_argument(
+        "--account-ids",
+        type=Path,
+        default=None,
+        help="ids CSV of the account import, to link contacts to their accounts",
     )
     load.add_argument("--skip", type=int, default=0, help="records to skip first")
     load.add_argument("--limit", type=int, default=None, help="records to import")
@@ -51,7 +63,8 @@ def main(argv: list[str] | None = None) -> None:
         "--ids",
         type=Path,
         default=None,
-        help="where to write source id -> platform id (default: <csv>.ids.csv)",
+        help="source id -> platform id, appended as rows land; rows already in "
+        "it are skipped (default: <csv>.ids.csv)",
     )
     load.set_defaults(run=run_import)
 
@@ -96,31 +109,61 @@ def run_import(args: argparse.Namespace) -> int:
     from nameko.standalone.rpc import ClusterRpcProxy
     from tqdm import tqdm
 
-    from sfsync.importer import import_contacts, read_export, write_ids, write_rejected
+    from sfsync.importer import (
+        OBJECTS,
+        ExportFileError,
+        Importer,
+        append_ids,
+        read_export,
+        read_ids,
+        write_rejected,
+    )
 
     if not args.csv.is_file():
         raise CommandError(f"{args.csv} is not a file")
     errors_path = args.errors or args.csv.with_suffix(".errors.csv")
     ids_path = args.ids or args.csv.with_suffix(".ids.csv")
-    rows = read_export(args.csv, skip=args.skip, limit=args.limit)
+    service = {"contact": "contacts", "account": "accounts"}[args.object]
+    account_ids = None
+    if args.account_ids is not None:
+        if not args.account_ids.is_file():
+            raise CommandError(f"{args.account_ids} is not a file")
+        account_ids = read_ids(args.account_ids)
+    warnings: list[str] = []
+    try:
+        rows = list(
+            read_export(args.csv, args.skip, args.limit, OBJECTS[args.object], warnings)
+        )
+    except ExportFileError as exc:
+        raise CommandError(str(exc)) from exc
+    for warning in warnings:
+        print(f"warning: {warning}")
     try:
         with (
             ClusterRpcProxy({"AMQP_URI": args.amqp_uri}, timeout=120) as cluster,
-            tqdm(desc="import", unit="row", file=sys.stdout, mininterval=2.0) as bar,
-        ):
-            report = import_contacts(rows, cluster.contacts.create_many, bar.update)
+            tqdm(total=len(rows), desc="import", unit="row", file=sys.stdout,
+                 mininterval=2.0) as bar,
+        ):  # fmt: skip
+            importer = Importer(
+                getattr(cluster, service).create_many,
+                already=set(read_ids(ids_path)),
+                account_ids=account_ids,
+                on_chunk=lambda ids: append_ids(ids_path, ids),
+                progress=bar.update,
+            )
+            report = importer.run(iter(rows))
     except OSError as exc:
         raise CommandError(
             f"cannot reach the broker at {args.amqp_uri}: {exc}"
         ) from exc
-    write_ids(ids_path, report.ids)
     for row in report.rejected:
         print(f"line {row.line}: {row.error}")
     if report.rejected:
         write_rejected(errors_path, report.rejected)
     print(
-        f"imported {report.imported} contacts, rejected {len(report.rejected)}"
+        f"imported {report.imported} {args.object}s, rejected {len(report.rejected)}"
         + (f" (written to {errors_path})" if report.rejected else "")
+        + (f", skipped {report.skipped} imported before" if report.skipped else "")
         + f"; ids in {ids_path}"
     )
     return 0

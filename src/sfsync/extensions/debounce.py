@@ -25,14 +25,14 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import eventlet
 import redis
 from nameko.containers import WorkerContext
 from nameko.extensions import DependencyProvider
+
+from sfsync.extensions.lock import KeptLock
 
 __all__ = ["Debounce", "Debouncer", "debounced"]
 
@@ -41,26 +41,13 @@ log = logging.getLogger(__name__)
 LOCK_PREFIX = "sfsync:debounce:lock:"
 PENDING_KEY = "sfsync:debounce:pending"
 
-_RELEASE = """
-if redis.call("get", KEYS[1]) == ARGV[1] then
-    return redis.call("del", KEYS[1])
-end
-return 0
-"""
-_REARM = """
-if redis.call("get", KEYS[1]) == ARGV[1] then
-    return redis.call("pexpire", KEYS[1], ARGV[2])
-end
-return 0
-"""
-
 
 class Debouncer:
     """A worker's view: run a call under a key, or mark the key pending."""
 
     def __init__(self, client: redis.Redis, lock_ttl: float) -> None:
         self._client = client
-        self._ttl_ms = int(lock_ttl * 1000)
+        self._ttl = lock_ttl
 
     def run(self, key: str, method: str, args: tuple, call: Callable[[], Any]) -> bool:
         """Run ``call`` unless ``key`` is running; True if it ran here.
@@ -70,18 +57,17 @@ class Debouncer:
         """
         ran = False
         while True:
-            token = uuid.uuid4().hex
-            if not self._client.set(LOCK_PREFIX + key, token, nx=True, px=self._ttl_ms):
+            lock = KeptLock(self._client, LOCK_PREFIX + key, self._ttl)
+            if not lock.acquire():
                 self._client.hset(PENDING_KEY, key, json.dumps([method, list(args)]))
                 log.debug("debounce: %s is running, marked pending", key)
                 return ran
             self._client.hdel(PENDING_KEY, key)
             try:
-                with self._kept_alive(key, token):
-                    call()
+                call()
                 ran = True
             finally:
-                self._client.eval(_RELEASE, 1, LOCK_PREFIX + key, token)
+                lock.release()
             if not self._client.hexists(PENDING_KEY, key):
                 return ran
             log.debug("debounce: %s changed during the run, running again", key)
@@ -93,29 +79,6 @@ class Debouncer:
             if not self._client.exists(LOCK_PREFIX + key):
                 method, args = json.loads(value)
                 yield method, args
-
-    def _kept_alive(self, key: str, token: str) -> _KeepAlive:
-        return _KeepAlive(self._client, LOCK_PREFIX + key, token, self._ttl_ms)
-
-
-class _KeepAlive:
-    def __init__(self, client: redis.Redis, key: str, token: str, ttl_ms: int):
-        self.client = client
-        self.key = key
-        self.token = token
-        self.ttl_ms = ttl_ms
-        self.thread: Any = None
-
-    def _rearm(self) -> None:
-        while True:
-            eventlet.sleep(self.ttl_ms / 3000)
-            self.client.eval(_REARM, 1, self.key, self.token, self.ttl_ms)
-
-    def __enter__(self) -> None:
-        self.thread = eventlet.spawn(self._rearm)
-
-    def __exit__(self, *exc: object) -> None:
-        self.thread.kill()
 
 
 class Debounce(DependencyProvider):

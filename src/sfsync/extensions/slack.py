@@ -48,7 +48,7 @@ from nameko.containers import WorkerContext
 from nameko.exceptions import ConfigurationError
 from nameko.extensions import DependencyProvider
 from nameko.web.handlers import HttpRequestHandler
-from nameko_amqp_retry import Backoff  # type: ignore[import-untyped]
+from nameko_amqp_retry import Backoff
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from werkzeug.routing import Rule

@@ -46,7 +46,8 @@ from nameko.extensions import Entrypoint, ProviderCollector, SharedExtension
 
 from sfsync.extensions.salesforce import client_from_config
 from sfsync.salesforce.client import SalesforceClient, soql_quote
-from sfsync.salesforce.streaming import StreamingSession
+from sfsync.salesforce.errors import SalesforceError
+from sfsync.salesforce.streaming import REPLAY_ALL, StreamingSession
 
 __all__ = [
     "ChangeEventHandler",
@@ -128,9 +129,8 @@ class StreamingClient(SharedExtension, ProviderCollector):
         handlers = {provider.channel: provider for provider in self._providers}
         if not handlers:
             return
-        for provider in handlers.values():
-            provider.declare(self.client)
-            self.trackers[provider.channel] = ReplayTracker()
+        for channel in handlers:
+            self.trackers[channel] = ReplayTracker()
         self.session = StreamingSession(
             self.client, handlers, self.stored_replay_id, self._subscribed
         )
@@ -149,14 +149,38 @@ class StreamingClient(SharedExtension, ProviderCollector):
             self.session.stop()
 
     def _run(
-        self, session: StreamingSession, handlers: dict[str, SObjectNotificationHandler]
+        self, session: StreamingSession, handlers: dict[str, StreamingEntrypoint]
     ) -> None:
+        self._declare(session, handlers)
         for message in session.events():
             handler = handlers.get(message.get("channel", ""))
             if handler is None:
                 log.warning("streaming: message on unknown channel %s", message)
                 continue
             handler.handle_message(message)
+
+    def _declare(
+        self, session: StreamingSession, handlers: dict[str, StreamingEntrypoint]
+    ) -> None:
+        """Declare what the channels need, waiting out an unreachable org.
+
+        Runs in the streaming thread, so a Salesforce that is down or
+        refusing the login at start delays the stream instead of killing
+        the service.
+        """
+        assert self.client is not None
+        pause = 1.0
+        while session.running:
+            try:
+                for handler in handlers.values():
+                    handler.declare(self.client)
+                return
+            except SalesforceError as exc:
+                log.warning(
+                    "streaming: cannot declare yet (%s); retry in %.0f s", exc, pause
+                )
+                time.sleep(pause)
+                pause = min(pause * 2, 60.0)
 
     def _subscribed(self) -> None:
         """Tell operators (and the demo) that this instance is listening."""
@@ -170,10 +194,17 @@ class StreamingClient(SharedExtension, ProviderCollector):
             f"subscribed to {', '.join(self.trackers)} at {now}",
         )
 
-    def stored_replay_id(self, channel: str) -> int | None:
+    def stored_replay_id(self, channel: str) -> int:
+        """Where to resume: after the stored id, or every retained event.
+
+        With no stored id (a first start, or one that never saw an event
+        before it stopped) the stream replays what Salesforce retains: the
+        tasks are idempotent and claims skip what was already handled, and
+        starting at the tip would lose what changed while nothing listened.
+        """
         assert self.redis is not None
         value = self.redis.get(REPLAY_KEY_PREFIX + channel)
-        return int(value) if value else None
+        return int(value) if value else REPLAY_ALL
 
     def handled(self, channel: str, replay_id: int) -> None:
         """A worker for ``replay_id`` ended: store the id if it is now safe."""

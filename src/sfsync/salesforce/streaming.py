@@ -20,6 +20,7 @@ import requests
 
 from sfsync.salesforce.client import SalesforceClient
 from sfsync.salesforce.errors import (
+    SalesforceError,
     ServerUnavailable,
     SessionExpired,
     StreamingError,
@@ -33,6 +34,7 @@ REPLAY_NEW = -1
 REPLAY_ALL = -2
 _NETWORK_MARGIN = 15.0  # seconds to wait beyond the server's long-poll timeout
 _RETRY_PAUSE = 1.0
+_MAX_PAUSE = 60.0
 
 
 class _Rehandshake(Exception):
@@ -70,22 +72,37 @@ class StreamingSession:
         return f"{session.instance_url}/cometd/{self.client.api_version}"
 
     def events(self) -> Iterator[dict[str, Any]]:
-        """Yield event messages until ``stop()``; reconnect as needed."""
+        """Yield event messages until ``stop()``; reconnect as needed.
+
+        Nothing ends the stream but ``stop()``: an org that is down, a login
+        refused or a subscription refused is logged and tried again after a
+        pause that doubles up to a minute.
+        """
+        pause = _RETRY_PAUSE
         while self.running:
             try:
                 self.handshake()
                 self.subscribe_all()
+                pause = _RETRY_PAUSE
                 while self.running:
                     yield from self.connect()
             except _Rehandshake:
                 log.info("streaming: server asked for a new handshake")
             except SessionExpired:
                 log.info("streaming: session refused, logging in again")
-                self.client.relogin(stale=self.client.session)
-            except ServerUnavailable as exc:
-                log.warning("streaming: %s; retrying", exc)
-                time.sleep(_RETRY_PAUSE)
+                self._relogin()
+            except SalesforceError as exc:
+                log.warning("streaming: %s; trying again in %.0f s", exc, pause)
+                time.sleep(pause)
+                pause = min(pause * 2, _MAX_PAUSE)
             self.client_id = None
+
+    def _relogin(self) -> None:
+        try:
+            self.client.relogin(stale=self.client.session)
+        except SalesforceError as exc:
+            log.warning("streaming: login failed: %s", exc)
+            time.sleep(_RETRY_PAUSE)
 
     def stop(self) -> None:
         self.running = False

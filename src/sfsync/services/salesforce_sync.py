@@ -32,6 +32,7 @@ from nameko_amqp_retry import entrypoint_retry
 
 from sfsync.extensions.debounce import Debounce, debounced
 from sfsync.extensions.salesforce import SalesforceAPI
+from sfsync.extensions.slack import SlackFailureNotices
 from sfsync.extensions.source import SourceTracker
 from sfsync.extensions.streaming import (
     handle_change_event,
@@ -120,6 +121,9 @@ class SalesforceSyncService:
     source = SourceTracker()
     tasks = TaskScheduler()
     debounce = Debounce(REDIS_KEY)
+    failure_notices = SlackFailureNotices(
+        {"sync_contact_up": "up", "sync_contact_down": "down"}
+    )
     tracer = Tracer()
 
     # -- up: platform -> Salesforce ----------------------------------------

@@ -35,7 +35,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from nameko.containers import WorkerContext
-from nameko_tracer import (  # type: ignore[import-untyped]
+from nameko_tracer import (
     Tracer as LibraryTracer,
 )
 from nameko_tracer import constants

@@ -38,6 +38,10 @@ test: $(STAMP) $(NODE_CLIENTS) infra
 test-unit: $(STAMP)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
+## The sync's benchmark, batching off and on (bench/run.py --help; about 25 min).
+bench: $(STAMP) infra
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
 ## The local Salesforce in the foreground.
 emulator: $(STAMP)
 	$(BIN)/sfsync-emulator --data-dir var/emulator

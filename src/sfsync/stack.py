@@ -1,4 +1,4 @@
-"""Start and stop the product's processes: the two nameko services on a
+"""Start and stop the product's processes: the nameko services on a
 RabbitMQ virtual host of their own, next to a running emulator.
 
 Used by the demo, the benchmarks and the end-to-end tests. Every process it
@@ -25,6 +25,7 @@ CONFIG_DIR = ROOT / "config"
 STREAMING_STATUS_KEY = "sfsync:streaming:status"
 SERVICE_MODULES = {
     "contacts": "sfsync.services.contacts",
+    "accounts": "sfsync.services.accounts",
     "salesforce": "sfsync.services.salesforce_sync",
 }
 
@@ -113,8 +114,8 @@ class Stack:
         return f"pyamqp://guest:guest@127.0.0.1:5672/{self.vhost}"
 
     @property
-    def contacts_db_uri(self) -> str:
-        return f"sqlite:///{self.work_dir / 'contacts.sqlite3'}"
+    def platform_db_uri(self) -> str:
+        return f"sqlite:///{self.work_dir / 'platform.sqlite3'}"
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -122,7 +123,7 @@ class Stack:
             {
                 "AMQP_URI": self.amqp_uri,
                 "REDIS_URI": self.redis_uri,
-                "CONTACTS_DB_URI": self.contacts_db_uri,
+                "PLATFORM_DB_URI": self.platform_db_uri,
                 "SALESFORCE_LOGIN_URL": self.salesforce_login_url,
                 "SALESFORCE_CA_FILE": self.salesforce_ca_file,
                 "SALESFORCE_USERNAME": self.salesforce_username,
@@ -142,7 +143,7 @@ class Stack:
         logs = self.work_dir / "logs"
         logs.mkdir(exist_ok=True)
         env = self.env()
-        names = ["contacts"] + ["salesforce"] * self.instances
+        names = ["contacts", "accounts"] + ["salesforce"] * self.instances
         for number, name in enumerate(names):
             log_path = logs / f"{name}-{number}.log"
             self.services.append(ServiceProcess(name, env, log_path))

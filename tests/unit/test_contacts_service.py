@@ -11,6 +11,7 @@ from sfsync.services.contacts import (
     ContactsService,
     InvalidContact,
 )
+from sfsync.services.linked import LinkConflict
 
 
 class FakeWorkerContext:
@@ -73,10 +74,10 @@ def test_upsert_from_salesforce_finds_by_platform_id_before_salesforce_id(sessio
         "003A", existing["id"], {"last_name": "After"}
     )
 
-    assert result == {"id": existing["id"], "created": False}
+    assert result == {"id": existing["id"], "created": False, "deleted": False}
     assert service.get(existing["id"])["salesforce_id"] == "003A"
     again = service.upsert_from_salesforce("003A", None, {"last_name": "Again"})
-    assert again == {"id": existing["id"], "created": False}
+    assert again == {"id": existing["id"], "created": False, "deleted": False}
     assert service.count() == 1
 
 
@@ -160,3 +161,54 @@ def test_delete_logs_the_change_and_announces_it(session):
         "contact_deleted", {"id": created["id"], "salesforce_id": None}
     )
     assert service.change_counts() == {"platform": {"created": 1, "deleted": 1}}
+
+
+def test_a_salesforce_change_after_a_platform_delete_does_not_revive_it(session):
+    service = make_service(session)
+    created = service.create({"last_name": "Gone"})
+    service.link_salesforce_id(created["id"], "003GONE")
+    service.delete(created["id"])
+    sync = make_service(session, from_salesforce=True)
+
+    by_link = sync.upsert_from_salesforce("003GONE", None, {"last_name": "Edited"})
+    by_id = sync.upsert_from_salesforce("003OTHER", created["id"], {"last_name": "E"})
+
+    assert by_link == {"id": None, "created": False, "deleted": True}
+    assert by_id == {"id": None, "created": False, "deleted": True}
+    assert service.count() == 0
+
+
+def test_a_second_salesforce_record_claiming_a_contact_is_a_conflict(session):
+    service = make_service(session)
+    created = service.create({"last_name": "Owner"})
+    service.link_salesforce_id(created["id"], "003FIRST")
+
+    with pytest.raises(LinkConflict, match="linked to 003FIRST"):
+        service.upsert_from_salesforce("003SECOND", created["id"], {"last_name": "X"})
+
+    assert service.get(created["id"])["last_name"] == "Owner"
+
+
+def test_find_by_salesforce_id(session):
+    service = make_service(session)
+    created = service.create({"last_name": "Found"})
+    service.link_salesforce_id(created["id"], "003F")
+
+    assert service.find_by_salesforce_id("003F") == created["id"]
+    assert service.find_by_salesforce_id("003NONE") is None
+
+
+@pytest.mark.parametrize("account_id", ["12", 1.5, True])
+def test_account_id_must_be_an_integer(session, account_id):
+    service = make_service(session)
+
+    with pytest.raises(InvalidContact, match="account_id"):
+        service.create({"last_name": "A", "account_id": account_id})
+
+
+def test_account_id_is_stored_and_served(session):
+    service = make_service(session)
+
+    created = service.create({"last_name": "A", "account_id": 4})
+
+    assert service.get(created["id"])["account_id"] == 4

@@ -3,11 +3,17 @@ from unittest.mock import call
 import pytest
 from nameko.exceptions import RemoteError, UnknownService
 from nameko.testing.services import worker_factory
+from nameko_amqp_retry import Backoff
 
 from sfsync.extensions.source import SOURCE_KEY, Source
 from sfsync.salesforce.client import UpsertResult
 from sfsync.salesforce.errors import RecordNotFound
-from sfsync.services.salesforce_sync import PlatformUnavailable, SalesforceSyncService
+from sfsync.services.salesforce_sync import (
+    PlatformUnavailable,
+    RelatedRecordMissing,
+    SalesforceSyncService,
+    as_platform_id,
+)
 
 
 class FakeWorkerContext:
@@ -108,7 +114,7 @@ def test_salesforce_change_is_written_down_flagged_and_linked_back():
 
     def upsert(*args):
         flags.append(ctx.data.get(SOURCE_KEY))
-        return {"id": 12, "created": True}
+        return {"id": 12, "created": True, "deleted": False}
 
     service.contacts.upsert_from_salesforce.side_effect = upsert
 
@@ -168,3 +174,74 @@ def test_a_platform_refusal_is_not_retried():
 
     with pytest.raises(RemoteError):
         service.sync_down(["003A"])
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("12", 12), (12, 12), ("02", None), ("-3", None), ("0", None), (None, None),
+     ("", None), ("99999999999999999999", None), ("1e3", None), (" 5", None)],
+)  # fmt: skip
+def test_only_platform_ids_as_the_sync_writes_them_are_taken(value, expected):
+    assert as_platform_id(value) == expected
+
+
+def test_a_contact_waits_for_its_account_to_reach_salesforce():
+    service, _ = make_service()
+    service.contacts.get.return_value = {**CONTACT, "account_id": 3}
+    service.accounts.get.return_value = {"id": 3, "salesforce_id": None}
+
+    with pytest.raises(Backoff) as retried:
+        service.sync_contact_up(7)
+
+    assert isinstance(retried.value.__cause__, RelatedRecordMissing)
+    assert "waits for account 3" in str(retried.value.__cause__)
+    service.salesforce.upsert.assert_not_called()
+
+
+def test_a_contact_goes_up_with_its_account():
+    service, _ = make_service()
+    service.contacts.get.return_value = {**CONTACT, "account_id": 3}
+    service.accounts.get.return_value = {"id": 3, "salesforce_id": "001ACC"}
+    service.salesforce.upsert.return_value = UpsertResult("003NEW", created=True)
+
+    service.sync_contact_up(7)
+
+    assert service.salesforce.upsert.call_args.args[3]["AccountId"] == "001ACC"
+
+
+def test_a_contact_waits_for_its_account_to_reach_the_platform():
+    service, _ = make_service()
+    service.salesforce.get.return_value = {
+        "Id": "003A", "LastName": "Ng", "AccountId": "001X", "Platform_Id__c": None
+    }  # fmt: skip
+    service.accounts.find_by_salesforce_id.return_value = None
+
+    with pytest.raises(Backoff) as retried:
+        service.sync_contact_down("003A")
+
+    assert "waits for Account 001X" in str(retried.value.__cause__)
+    service.contacts.upsert_from_salesforce.assert_not_called()
+
+
+def test_a_change_that_crossed_a_platform_delete_deletes_in_salesforce():
+    service, _ = make_service()
+    service.salesforce.get.return_value = {"Id": "003A", "LastName": "Ng"}
+    service.contacts.upsert_from_salesforce.return_value = {
+        "id": None, "created": False, "deleted": True
+    }  # fmt: skip
+
+    assert service.sync_down(["003A"]) == [None]
+
+    service.salesforce.delete.assert_called_once_with("Contact", "003A")
+
+
+def test_account_events_schedule_account_tasks():
+    service, _ = make_service()
+
+    service.on_account_updated({"id": 3, "salesforce_id": None})
+    service.on_salesforce_account("Account", None, {"sobject": {"Id": "001A"}})
+
+    assert service.tasks.schedule.call_args_list == [
+        call("sync_account_up", 3),
+        call("sync_account_down", "001A"),
+    ]

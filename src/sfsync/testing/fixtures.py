@@ -75,7 +75,10 @@ def service_config(
     return {
         "AMQP_URI": broker_uri,
         "max_workers": 10,
-        "DB_URIS": {"contacts:Base": f"sqlite:///{tmp_path / 'contacts.sqlite3'}"},
+        "DB_URIS": {
+            "contacts:Base": f"sqlite:///{tmp_path / 'platform.sqlite3'}",
+            "accounts:Base": f"sqlite:///{tmp_path / 'platform.sqlite3'}",
+        },
         "REDIS_URIS": {"sync": redis_uri},
         "SALESFORCE": {
             "LOGIN_URL": emulator.https_url,

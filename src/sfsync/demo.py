@@ -1,12 +1,14 @@
 """The demo: every part running, real data played into both sides, checked.
 
-Half the export is created in the local Salesforce by the sales user through
-REST, the other half is imported into the platform with the import command,
-while the sync runs. Once both sides hold every accepted record they are
-compared field by field through the mapping; then each side gets updates and
-deletes on records of its own, and they are compared again. The last line
-printed is ``SUMMARY {json}``; the exit status is 0 only when both sides
-converged.
+Accounts first, then contacts: of each export, half is created in the local
+Salesforce by the sales user through REST and half is imported into the
+platform with the import command, while the sync runs. Contacts name their
+account by the export's ``AccountId``, mapped to the new records as a data
+loader maps them. Once both sides hold every accepted record they are
+compared field by field through the mapping (a contact's account included);
+then each side gets updates and deletes of contacts of its own, and they are
+compared again. The last line printed is ``SUMMARY {json}``; the exit status
+is 0 only when both sides converged.
 """
 
 from __future__ import annotations
@@ -28,10 +30,20 @@ from nameko.exceptions import UnknownService
 from nameko.standalone.rpc import ClusterRpcProxy
 from tqdm import tqdm
 
-from sfsync.importer import read_export, write_rejected
+from sfsync.importer import (
+    ExportRow,
+    append_ids,
+    read_export,
+    read_ids,
+    write_rejected,
+)
 from sfsync.mapping import (
+    ACCOUNT_FIELDS,
+    ACCOUNT_SALESFORCE_NAMES,
+    CONTACT_FIELDS,
     EXTERNAL_ID_FIELD,
     SALESFORCE_NAMES,
+    Field,
     InvalidFields,
     to_platform,
 )
@@ -43,9 +55,22 @@ from sfsync.testing.emulator import EmulatorProcess, start_emulator
 __all__ = ["Comparison", "Demo", "compare"]
 
 DEFAULT_CSV = ROOT / "data" / "contacts.csv"
+ACCOUNTS_CSV = ROOT / "data" / "accounts.csv"
 SALES_WRITERS = 8
 POLL_SECONDS = 0.5
 PROGRESS_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Kind:
+    sobject: str
+    service: str
+    label: str
+    fields: tuple[Field, ...]
+
+
+CONTACTS = Kind("Contact", "contacts", "contacts", CONTACT_FIELDS)
+ACCOUNTS = Kind("Account", "accounts", "accounts", ACCOUNT_FIELDS)
 
 
 @dataclass
@@ -65,19 +90,35 @@ class Comparison:
         )
 
 
-def compare(salesforce: SalesforceClient, list_page: Callable) -> Comparison:
-    """Pair every Contact with its platform contact and compare the fields."""
-    fields = ", ".join(("Id", EXTERNAL_ID_FIELD, *SALESFORCE_NAMES))
-    records = list(salesforce.query(f"SELECT {fields} FROM Contact"))
-    contacts = []
+def compare(
+    salesforce: SalesforceClient,
+    list_page: Callable,
+    sobject: str = "Contact",
+    fields: tuple[Field, ...] = CONTACT_FIELDS,
+    accounts: dict[str, int] | None = None,
+) -> Comparison:
+    """Pair every record with its platform record and compare the fields.
+
+    For contacts, ``accounts`` (Account id to platform account id) lets the
+    account be compared too.
+    """
+    names = [f.salesforce for f in fields]
+    if accounts is not None:
+        names.append("AccountId")
+    records = list(
+        salesforce.query(
+            f"SELECT {', '.join(('Id', EXTERNAL_ID_FIELD, *names))} FROM {sobject}"
+        )
+    )
+    platform = []
     offset = 0
     while page := list_page(offset, 1000):
-        contacts += page
+        platform += page
         offset += len(page)
-    result = Comparison(salesforce=len(records), platform=len(contacts))
+    result = Comparison(salesforce=len(records), platform=len(platform))
 
     by_salesforce_id = Counter(
-        c["salesforce_id"] for c in contacts if c["salesforce_id"]
+        p["salesforce_id"] for p in platform if p["salesforce_id"]
     )
     by_platform_id = Counter(
         r[EXTERNAL_ID_FIELD] for r in records if r[EXTERNAL_ID_FIELD]
@@ -85,26 +126,28 @@ def compare(salesforce: SalesforceClient, list_page: Callable) -> Comparison:
     result.duplicates = sum(n - 1 for n in by_salesforce_id.values() if n > 1) + sum(
         n - 1 for n in by_platform_id.values() if n > 1
     )
-    platform_by_id = {str(c["id"]): c for c in contacts}
+    platform_by_id = {str(p["id"]): p for p in platform}
     paired_ids = set()
     for record in records:
-        contact = platform_by_id.get(record[EXTERNAL_ID_FIELD] or "")
-        if contact is None or contact["salesforce_id"] != record["Id"]:
+        mine = platform_by_id.get(record[EXTERNAL_ID_FIELD] or "")
+        if mine is None or mine["salesforce_id"] != record["Id"]:
             result.unpaired += 1
-            _example(result, f"Contact {record['Id']} has no linked platform contact")
+            _example(result, f"{sobject} {record['Id']} has no linked platform record")
             continue
-        paired_ids.add(contact["id"])
+        paired_ids.add(mine["id"])
         result.paired += 1
         try:
-            expected = to_platform(record)
+            expected = to_platform(record, fields)
         except InvalidFields as exc:
             expected = {"invalid": str(exc)}
-        actual = {name: contact[name] for name in expected if name in contact}
+        if accounts is not None:
+            expected["account_id"] = accounts.get(record["AccountId"] or "", None)
+        actual = {name: mine.get(name) for name in expected}
         if expected != actual:
             result.mismatched += 1
             differing = sorted(k for k in expected if expected[k] != actual.get(k))
-            _example(result, f"contact {contact['id']} differs in {differing}")
-    result.unpaired += sum(1 for c in contacts if c["id"] not in paired_ids)
+            _example(result, f"{sobject} {mine['id']} differs in {differing}")
+    result.unpaired += sum(1 for p in platform if p["id"] not in paired_ids)
     return result
 
 
@@ -137,8 +180,13 @@ class Demo:
         self.instances = instances
         self.phases: dict[str, float] = {}
         self.summary: dict[str, Any] = {}
+        self.accounts_path = ACCOUNTS_CSV
         self.emulator: EmulatorProcess | None = None
         self.stack: Stack | None = None
+        # Source org account id -> the new Salesforce id; Salesforce id ->
+        # platform id. Filled by the accounts phase.
+        self.account_salesforce_ids: dict[str, str] = {}
+        self.account_platform_ids: dict[str, int] = {}
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Demo:
@@ -224,6 +272,8 @@ class Demo:
             self.emulator.stop()
 
     def _play(self) -> bool:
+        with self._phase("accounts_s"):
+            accounts = self._play_accounts()
         total = self.rows or sum(1 for _ in read_export(self.csv_path))
         half = total // 2
         with self._phase("salesforce_load_s"):
@@ -232,23 +282,29 @@ class Demo:
             imported, import_rejected = self._import_into_platform(half, total - half)
         expected = len(sales_ids) + imported
         with self._phase("converge_s"):
-            first = self._wait_for_convergence(expected)
+            first = self._wait_for_convergence(CONTACTS, expected)
         with self._phase("edits_s"):
             edits = self._edit_both_sides()
         expected -= 2 * self.deletes
         with self._phase("reconverge_s"):
-            second = self._wait_for_convergence(expected)
+            second = self._wait_for_convergence(CONTACTS, expected)
 
+        # Writes the sync should have made: one per user change on the other
+        # side, plus one link write (storing the other side's id) per record
+        # created on the other side. Anything beyond that is an echo.
         writes = self._sync_writes()
-        expected_up = imported + edits["platform_updates"] + edits["platform_deletes"]
-        expected_down = len(sales_ids) + edits["salesforce_updates"]
-        expected_down += edits["salesforce_deletes"]
-        # Each record created on one side costs one link write on its own side
-        # (storing the other side's id): those are no echo.
-        expected_up += len(sales_ids)
-        expected_down += imported
-        echo = max(0, writes["to_salesforce"] - expected_up) + max(
-            0, writes["to_platform"] - expected_down
+        expected_to_salesforce = {
+            "Contact": imported + self.updates + self.deletes + len(sales_ids),
+            "Account": accounts["imported"] + accounts["created_in_salesforce"],
+        }
+        expected_to_platform = {
+            "Contact": len(sales_ids) + self.updates + self.deletes + imported,
+            "Account": accounts["created_in_salesforce"] + accounts["imported"],
+        }
+        echo = sum(
+            max(0, writes["to_salesforce"][name] - expected_to_salesforce[name])
+            + max(0, writes["to_platform"][name] - expected_to_platform[name])
+            for name in ("Contact", "Account")
         )
         self.summary = {
             "rows": total,
@@ -257,10 +313,18 @@ class Demo:
             "expected": expected,
             "salesforce_contacts": second.salesforce,
             "platform_contacts": second.platform,
-            "mismatched": second.mismatched,
-            "duplicates": second.duplicates,
-            "unpaired": second.unpaired,
+            "mismatched": second.mismatched + accounts["comparison"].mismatched,
+            "duplicates": second.duplicates + accounts["comparison"].duplicates,
+            "unpaired": second.unpaired + accounts["comparison"].unpaired,
             "echo_writes": echo,
+            "accounts": {
+                "rows": accounts["rows"],
+                "rejected_rows": accounts["rejected"],
+                "salesforce": accounts["comparison"].salesforce,
+                "platform": accounts["comparison"].platform,
+                "mismatched": accounts["comparison"].mismatched,
+                "duplicates": accounts["comparison"].duplicates,
+            },
             "first_pass": {
                 "mismatched": first.mismatched,
                 "duplicates": first.duplicates,
@@ -268,80 +332,142 @@ class Demo:
             "edits": edits,
             "sync_writes": writes,
             "sync_api_calls": writes["api_calls"],
-            "examples": second.examples,
+            "examples": second.examples + accounts["comparison"].examples,
         }
-        return first.converged and second.converged and echo == 0
+        converged = accounts["comparison"].converged and first.converged
+        return converged and second.converged and echo == 0
 
     # -- phases --------------------------------------------------------
 
-    def _create_in_salesforce(self, count: int) -> tuple[list[str], int]:
-        _say(f"phase 1: the sales team creates {count} contacts in Salesforce (REST)")
-        rows = list(read_export(self.csv_path, limit=count))
-        ids: list[str] = []
+    def _play_accounts(self) -> dict[str, Any]:
+        rows = list(read_export(self.accounts_path, fields=ACCOUNT_FIELDS))
+        half = len(rows) // 2
+        _say(
+            f"phase 0: {half} accounts created in Salesforce, "
+            f"{len(rows) - half} imported into the platform"
+        )
+        created, refused = self._sales_create_all(
+            "Account", rows[:half], ACCOUNT_SALESFORCE_NAMES, "accounts"
+        )
+        imported, rejected = self._import_into_platform(
+            half, len(rows) - half, obj="account"
+        )
+        expected = len(created) + imported
+        comparison = self._wait_for_convergence(ACCOUNTS, expected)
+        self._map_accounts(created)
+        return {
+            "rows": len(rows),
+            "rejected": refused + rejected,
+            "created_in_salesforce": len(created),
+            "imported": imported,
+            "comparison": comparison,
+        }
+
+    def _map_accounts(self, created_in_salesforce: dict[str, str]) -> None:
+        """Source account id to the new ids on both sides, as a data loader
+        keeps them; the contact import reads the platform half from a file."""
+        imported = read_ids(self.work_dir / "account-import-ids.csv")
+        for source, platform_id in imported.items():
+            account = self.rpc.accounts.get(platform_id)
+            self.account_salesforce_ids[source] = account["salesforce_id"]
+        for source, salesforce_id in created_in_salesforce.items():
+            self.account_salesforce_ids[source] = salesforce_id
+            imported[source] = self.rpc.accounts.find_by_salesforce_id(salesforce_id)
+        append_ids(self.work_dir / "account-ids.csv", sorted(imported.items()))
+        self.account_platform_ids = {
+            salesforce_id: imported[source]
+            for source, salesforce_id in self.account_salesforce_ids.items()
+        }
+
+    def _sales_create_all(
+        self, sobject: str, rows: list[ExportRow], names: tuple[str, ...], label: str
+    ) -> tuple[dict[str, str], int]:
+        """Create rows as the sales user; their new ids by source id, and how
+        many were refused (kept in a CSV with their reasons)."""
+        ids: dict[str, str] = {}
         refused = []
+
+        def create(row: ExportRow) -> str | SalesforceError:
+            return self._sales_create(sobject, row, names)
+
         pool = eventlet.GreenPool(SALES_WRITERS)
-        outcomes = pool.imap(self._sales_create, rows)
+        outcomes = pool.imap(create, rows)
         with tqdm(
-            total=len(rows), desc="salesforce", unit="row", file=sys.stdout,
-            mininterval=2.0,
-        ) as bar:  # fmt: skip
+            total=len(rows), desc=label, unit="row", file=sys.stdout, mininterval=2.0
+        ) as bar:
             for row, outcome in zip(rows, outcomes, strict=True):
                 bar.update(1)
                 if isinstance(outcome, SalesforceError):
                     row.error = str(outcome)
                     refused.append(row)
                 else:
-                    ids.append(outcome)
+                    ids[row.source_id] = outcome
         for row in refused:
             print(f"line {row.line} refused by Salesforce: {row.error}")
         if refused:
-            write_rejected(self.work_dir / "salesforce-rejected.csv", refused)
-        rejected = len(refused)
-        return ids, rejected
+            write_rejected(self.work_dir / f"salesforce-rejected-{label}.csv", refused)
+        return ids, len(refused)
 
-    def _sales_create(self, row: Any) -> str | SalesforceError:
-        record: dict[str, Any] = {
-            name: row.values.get(name) or None for name in SALESFORCE_NAMES
-        }
-        record["HasOptedOutOfEmail"] = row.values.get("HasOptedOutOfEmail") == "true"
+    def _create_in_salesforce(self, count: int) -> tuple[list[str], int]:
+        _say(f"phase 1: the sales team creates {count} contacts in Salesforce (REST)")
+        rows = list(read_export(self.csv_path, limit=count))
+        ids, refused = self._sales_create_all(
+            "Contact", rows, SALESFORCE_NAMES, "contacts"
+        )
+        return list(ids.values()), refused
+
+    def _sales_create(
+        self, sobject: str, row: ExportRow, names: tuple[str, ...]
+    ) -> str | SalesforceError:
+        record: dict[str, Any] = {name: row.values.get(name) or None for name in names}
+        if sobject == "Contact":
+            record["HasOptedOutOfEmail"] = (
+                row.values.get("HasOptedOutOfEmail") == "true"
+            )
+            source_account = row.values.get("AccountId") or ""
+            if source_account:
+                if source_account not in self.account_salesforce_ids:
+                    return SalesforceError(
+                        f"its account {source_account} is not in Salesforce"
+                    )
+                record["AccountId"] = self.account_salesforce_ids[source_account]
         try:
-            return self.sales.create("Contact", record)
+            return self.sales.create(sobject, record)
         except SalesforceError as exc:
             return exc
 
-    def _import_into_platform(self, skip: int, count: int) -> tuple[int, int]:
-        _say(f"phase 2: the import command loads {count} contacts into the platform")
+    def _import_into_platform(
+        self, skip: int, count: int, obj: str = "contact"
+    ) -> tuple[int, int]:
+        if obj == "contact":
+            _say(
+                f"phase 2: the import command loads {count} contacts into the platform"
+            )
         assert self.stack is not None
+        source = self.csv_path if obj == "contact" else self.accounts_path
+        ids_path = self.work_dir / f"{obj}-import-ids.csv"
         command = [
-            sys.executable,
-            "-m",
-            "sfsync.cli",
-            "import",
-            str(self.csv_path),
-            "--skip",
-            str(skip),
-            "--limit",
-            str(count),
-            "--amqp-uri",
-            self.stack.amqp_uri,
-            "--errors",
-            str(self.work_dir / "import-rejected.csv"),
-            "--ids",
-            str(self.work_dir / "import-ids.csv"),
-        ]
+            sys.executable, "-m", "sfsync.cli", "import", str(source),
+            "--object", obj, "--skip", str(skip), "--limit", str(count),
+            "--amqp-uri", self.stack.amqp_uri,
+            "--errors", str(self.work_dir / f"{obj}-import-rejected.csv"),
+            "--ids", str(ids_path),
+        ]  # fmt: skip
+        if obj == "contact":
+            command += ["--account-ids", str(self.work_dir / "account-ids.csv")]
         subprocess.run(command, check=True, timeout=self.timeout)
-        with (self.work_dir / "import-ids.csv").open(encoding="utf-8") as ids:
-            imported = sum(1 for _ in ids) - 1
+        imported = len(read_ids(ids_path))
         return imported, count - imported
 
-    def _wait_for_convergence(self, expected: int) -> Comparison:
-        _say(f"waiting until both sides hold the same {expected} contacts")
+    def _wait_for_convergence(self, kind: Kind, expected: int) -> Comparison:
+        _say(f"waiting until both sides hold the same {expected} {kind.label}")
+        service = getattr(self.rpc, kind.service)
         deadline = time.monotonic() + self.timeout
         last_report = 0.0
         while True:
-            on_platform = self.rpc.contacts.count(linked=True)
+            on_platform = service.count(linked=True)
             in_salesforce = self.sales.count(
-                f"FROM Contact WHERE {EXTERNAL_ID_FIELD} != null"
+                f"FROM {kind.sobject} WHERE {EXTERNAL_ID_FIELD} != null"
             )
             done = on_platform == in_salesforce == expected
             if done or time.monotonic() > deadline:
@@ -354,14 +480,17 @@ class Demo:
                 last_report = time.monotonic()
             time.sleep(POLL_SECONDS)
         while True:
-            result = compare(self.sales, self.rpc.contacts.list)
+            accounts = self.account_platform_ids if kind is CONTACTS else None
+            result = compare(
+                self.sales, service.list, kind.sobject, kind.fields, accounts
+            )
             settled = result.converged and result.salesforce == expected
             if settled or time.monotonic() > deadline:
                 break
             time.sleep(POLL_SECONDS)
         _say(
-            f"compared: {result.salesforce} in Salesforce, {result.platform} on the "
-            f"platform, {result.mismatched} mismatched, "
+            f"compared {kind.label}: {result.salesforce} in Salesforce, "
+            f"{result.platform} on the platform, {result.mismatched} mismatched, "
             f"{result.duplicates} duplicates, {result.unpaired} unpaired"
         )
         for example in result.examples:
@@ -419,16 +548,23 @@ class Demo:
             "platform_deletes": self.deletes,
         }
 
-    def _sync_writes(self) -> dict[str, int]:
+    def _sync_writes(self) -> dict[str, Any]:
         assert self.emulator is not None
         stats = self.emulator.stats()
         username = self.emulator.users["integration"]["username"]
         by_object = stats["dml_by_object"].get(username, {})
-        to_salesforce = sum(by_object.get("Contact", {}).values())
-        by_source = self.rpc.contacts.change_counts()
+        platform = {
+            "Contact": self.rpc.contacts.change_counts(),
+            "Account": self.rpc.accounts.change_counts(),
+        }
         return {
-            "to_salesforce": to_salesforce,
-            "to_platform": sum(by_source.get("salesforce", {}).values()),
+            "to_salesforce": {
+                name: sum(by_object.get(name, {}).values()) for name in platform
+            },
+            "to_platform": {
+                name: sum(counts.get("salesforce", {}).values())
+                for name, counts in platform.items()
+            },
             "api_calls": stats["api_requests"].get(username, 0),
         }
 

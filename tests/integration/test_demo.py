@@ -38,13 +38,21 @@ def test_demo_converges_on_a_slice_of_the_export_with_three_sync_instances(
     assert last.startswith("SUMMARY "), result.stdout[-2000:] + result.stderr[-2000:]
     summary = json.loads(last.removeprefix("SUMMARY "))
     assert result.returncode == 0, summary
-    assert summary["salesforce_contacts"] == summary["platform_contacts"] == 290
+    expected = summary["expected"]
+    assert summary["salesforce_contacts"] == summary["platform_contacts"] == expected
+    # 300 rows less those refused (a contact whose account was refused is too),
+    # less the 2 x 5 deletes.
+    assert expected == 300 - summary["rejected_rows"] - 10
     assert summary["mismatched"] == 0
     assert summary["duplicates"] == 0
+    assert summary["unpaired"] == 0
     assert summary["echo_writes"] == 0
     assert summary["sync_instances"] == 3
-    assert summary["sync_writes"] == {
-        "to_salesforce": 150 + 150 + 20 + 5,
-        "to_platform": 150 + 150 + 20 + 5,
-        "api_calls": summary["sync_api_calls"],
-    }
+    accounts = summary["accounts"]
+    assert accounts["salesforce"] == accounts["platform"]
+    assert accounts["salesforce"] == accounts["rows"] - accounts["rejected_rows"]
+    contacts_created = expected + 10
+    assert summary["sync_writes"]["to_salesforce"]["Contact"] == (
+        contacts_created + 20 + 5  # one create or link each, the edits
+    )
+    assert summary["sync_writes"]["to_platform"]["Contact"] == contacts_created + 25

@@ -238,7 +238,8 @@ def markdown(results: dict[str, Any]) -> str:
         "# Benchmarks",
         "",
         "Written by `make bench` (`bench/run.py`) from its last full run; the raw",
-        "figures of every repetition are in `bench/results/latest.json`.",
+        "figures of every repetition are in `bench/results/latest.json`. Each run",
+        "rewrites everything above **Notes** and keeps the notes.",
         "",
         f"- date: {results['date']}",
         f"- machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['memory_gb']} GB RAM, "
@@ -350,10 +351,20 @@ HOW_MEASURED = [
 ]
 
 
+NOTES_HEADING = "## Notes"
+
+
 def write(results: dict[str, Any], json_path: Path, docs_path: Path | None) -> None:
     import json
 
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     if docs_path is not None:
-        docs_path.write_text(markdown(results), encoding="utf-8")
+        text = markdown(results)
+        if docs_path.exists():
+            # The notes are written by people reading the figures: kept.
+            _, marker, notes = docs_path.read_text(encoding="utf-8").partition(
+                NOTES_HEADING
+            )
+            text += f"\n{marker}{notes}" if marker else ""
+        docs_path.write_text(text, encoding="utf-8")

@@ -214,6 +214,8 @@ def _bulk(
     with BenchStack(work_dir, _env(mode)) as bench:
         measure = scenarios.bulk_up if scenario == "bulk_up" else scenarios.bulk_down
         run = measure(bench, rows, args.timeout)
+    # Other work on the machine slows every figure: kept with each run.
+    run["load_average_1m"] = round(os.getloadavg()[0], 2)
     _say(
         f"  {run['records']} records in {run['elapsed_s']:.1f} s "
         f"({run['records_per_s']:.0f}/s), {run['api_calls']} API calls "
@@ -230,6 +232,8 @@ def _latency(
     _say(f"latency, batching {mode}, repetition {number}: {edits} edits each way")
     with BenchStack(work_dir, _env(mode, SFSYNC_DEBOUNCE_MIN="1")) as bench:
         both = scenarios.latency(bench, rows, edits, args.spacing_ms / 1000)
+    for run in both.values():
+        run["load_average_1m"] = round(os.getloadavg()[0], 2)
     for direction, run in both.items():
         _say(
             f"  {direction}: p50 {run['p50_ms']} ms, p95 {run['p95_ms']} ms, "

@@ -212,3 +212,15 @@ def test_account_id_is_stored_and_served(session):
     created = service.create({"last_name": "A", "account_id": 4})
 
     assert service.get(created["id"])["account_id"] == 4
+
+
+def test_writing_what_is_already_there_is_no_change(session):
+    sync = make_service(session, from_salesforce=True)
+    first = sync.upsert_from_salesforce("003S", None, {"last_name": "Same"})
+    sync.dispatch.reset_mock()
+
+    again = sync.upsert_from_salesforce("003S", first["id"], {"last_name": "Same"})
+
+    assert again == {"id": first["id"], "created": False, "deleted": False}
+    sync.dispatch.assert_not_called()
+    assert sync.change_counts() == {"salesforce": {"created": 1}}

@@ -10,7 +10,7 @@ a run cause exactly one more run, and that run reads the latest state.
 The lock is kept alive while the method runs (re-armed every third of its
 lifetime), so it outlives the slowest call, yet it lapses soon after a
 process dies. The pending mark remembers how to call the method again;
-``Debounce.stale()`` lists marks whose lock is gone (their holder died), so a
+``Debouncer.stale()`` lists marks whose lock is gone (their holder died), so a
 timer can schedule them again and no change is left behind.
 
 Why not ddebounce (the talk's library, which works here): its lock lives 30 s
@@ -60,8 +60,10 @@ class Debouncer:
             lock = KeptLock(self._client, LOCK_PREFIX + key, self._ttl)
             if not lock.acquire():
                 self._client.hset(PENDING_KEY, key, json.dumps([method, list(args)]))
-                log.debug("debounce: %s is running, marked pending", key)
-                return ran
+                if self._client.exists(LOCK_PREFIX + key):
+                    log.debug("debounce: %s is running, marked pending", key)
+                    return ran
+                continue  # the runner ended before it could see the mark
             self._client.hdel(PENDING_KEY, key)
             try:
                 call()

@@ -30,6 +30,7 @@ Config: ``SALESFORCE`` (see ``sfsync.extensions.salesforce``) and
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import socket
@@ -62,6 +63,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 REPLAY_KEY_PREFIX = "sfsync:replay_id:"
+WATERMARK_KEY_PREFIX = "sfsync:replay_at:"  # when the stored id's event was
+CATCH_UP_MARGIN = datetime.timedelta(minutes=5)  # clocks and commit order
 STATUS_KEY = "sfsync:streaming:status"
 CLAIM_KEY_PREFIX = "sfsync:claimed:"
 # A claim must outlive the longest replay window (72 h for Change Data
@@ -89,12 +92,16 @@ class ReplayTracker:
     def __init__(self) -> None:
         self._in_flight: list[int] = []
         self._done: set[int] = set()
+        self._times: dict[int, str] = {}
         self._safe: int | None = None
+        self.safe_at: str | None = None  # when the safe id's event happened
         self._lock = threading.Lock()
 
-    def received(self, replay_id: int) -> None:
+    def received(self, replay_id: int, at: str | None = None) -> None:
         with self._lock:
             self._in_flight.append(replay_id)
+            if at:
+                self._times[replay_id] = at
 
     def done(self, replay_id: int) -> int | None:
         with self._lock:
@@ -103,6 +110,7 @@ class ReplayTracker:
             while self._in_flight and self._in_flight[0] in self._done:
                 self._safe = self._in_flight.pop(0)
                 self._done.discard(self._safe)
+                self.safe_at = self._times.pop(self._safe, self.safe_at)
                 moved = True
             return self._safe if moved else None
 
@@ -132,7 +140,11 @@ class StreamingClient(SharedExtension, ProviderCollector):
         for channel in handlers:
             self.trackers[channel] = ReplayTracker()
         self.session = StreamingSession(
-            self.client, handlers, self.stored_replay_id, self._subscribed
+            self.client,
+            handlers,
+            self.stored_replay_id,
+            self._subscribed,
+            self.replay_lost,
         )
         self.container.spawn_managed_thread(
             partial(self._run, self.session, handlers),
@@ -209,10 +221,25 @@ class StreamingClient(SharedExtension, ProviderCollector):
     def handled(self, channel: str, replay_id: int) -> None:
         """A worker for ``replay_id`` ended: store the id if it is now safe."""
         assert self.redis is not None
-        safe = self.trackers[channel].done(replay_id)
-        if safe is not None:
-            # Instances share the key: never move it backwards.
-            self.redis.eval(_STORE_IF_LATER, 1, REPLAY_KEY_PREFIX + channel, safe)
+        tracker = self.trackers[channel]
+        safe = tracker.done(replay_id)
+        if safe is None:
+            return
+        # Instances share the key: never move it backwards.
+        moved = self.redis.eval(_STORE_IF_LATER, 1, REPLAY_KEY_PREFIX + channel, safe)
+        if moved and tracker.safe_at:
+            self.redis.set(WATERMARK_KEY_PREFIX + channel, tracker.safe_at)
+
+    def replay_lost(self, channel: str) -> None:
+        """The stored replay id is past retention: query for the gap."""
+        assert self.redis is not None and self.client is not None
+        since = self.redis.get(WATERMARK_KEY_PREFIX + channel)
+        if not since:
+            lookback = datetime.timedelta(seconds=CLAIM_SECONDS)
+            since = (datetime.datetime.now(datetime.UTC) - lookback).isoformat()
+        for provider in self._providers:
+            if provider.channel == channel:
+                provider.catch_up(self.client, since)
 
     def claim(self, channel: str, replay_id: int) -> bool:
         """True for exactly one instance per notification."""
@@ -263,10 +290,51 @@ class StreamingEntrypoint(Entrypoint):
         """The worker's arguments for an event, or None to skip it."""
         raise NotImplementedError
 
+    def event_time(self, data: dict[str, Any]) -> str | None:
+        """When the event happened in Salesforce, ISO 8601, if it says."""
+        return None
+
+    def catch_up_args(self, record_id: str) -> tuple:
+        """The worker's arguments for a record found by a catch-up query."""
+        raise NotImplementedError
+
+    sobject_type = ""
+    exclude_current_user = True
+
+    def catch_up(self, client: SalesforceClient, since: str) -> None:
+        """Run a worker for every record changed since ``since`` (ISO 8601),
+        deleted ones included: the gap a lost replay id leaves."""
+        start = datetime.datetime.fromisoformat(since.replace("Z", "+00:00"))
+        start = (start - CATCH_UP_MARGIN).astimezone(datetime.UTC)
+        query = (
+            f"SELECT Id FROM {self.sobject_type} "
+            f"WHERE SystemModstamp > {start.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+        )
+        if self.exclude_current_user:
+            query += f" AND LastModifiedById != '{soql_quote(client.user_id)}'"
+        ids = [record["Id"] for record in client.query(query, include_deleted=True)]
+        log.warning(
+            "catching up on %s: %s records changed since %s",
+            self.channel,
+            len(ids),
+            since,
+        )
+        for record_id in ids:
+            self.container.spawn_worker(
+                self, self.catch_up_args(record_id), {}, handle_result=self._caught_up
+            )
+
+    def _caught_up(
+        self, worker_ctx: WorkerContext, result: Any, exc_info: Any
+    ) -> tuple[Any, Any]:
+        if exc_info is not None:
+            log.error("catch-up on %s failed: %s", self.channel, exc_info[1])
+        return result, exc_info
+
     def handle_message(self, message: dict[str, Any]) -> None:
         data = message["data"]
         replay_id = int(data["event"]["replayId"])
-        self.streaming.trackers[self.channel].received(replay_id)
+        self.streaming.trackers[self.channel].received(replay_id, self.event_time(data))
         args = self.worker_args(data)
         if args is None or not self.streaming.claim(self.channel, replay_id):
             log.debug(
@@ -359,6 +427,13 @@ class SObjectNotificationHandler(StreamingEntrypoint):
     def worker_args(self, data: dict[str, Any]) -> tuple:
         return (self.sobject_type, self.record_type, data)
 
+    def event_time(self, data: dict[str, Any]) -> str | None:
+        return data.get("event", {}).get("createdDate")
+
+    def catch_up_args(self, record_id: str) -> tuple:
+        notification = {"event": {"type": "caught-up"}, "sobject": {"Id": record_id}}
+        return (self.sobject_type, self.record_type, notification)
+
 
 class ChangeEventHandler(StreamingEntrypoint):
     """Entrypoint: one worker per Change Data Capture event of ``sobject_type``.
@@ -394,6 +469,17 @@ class ChangeEventHandler(StreamingEntrypoint):
             list(header.get("recordIds", [])),
             payload,
         )
+
+    def event_time(self, data: dict[str, Any]) -> str | None:
+        header = data.get("payload", {}).get("ChangeEventHeader", {})
+        stamp = header.get("commitTimestamp")
+        if not stamp:
+            return None
+        moment = datetime.datetime.fromtimestamp(stamp / 1000, datetime.UTC)
+        return moment.isoformat()
+
+    def catch_up_args(self, record_id: str) -> tuple:
+        return (self.sobject_type, "GAP_CATCH_UP", [record_id], {})
 
     def _is_echo(self, header: dict[str, Any]) -> bool:
         client = self.streaming.client

@@ -46,7 +46,10 @@ class StreamingSession:
 
     ``replay_from(channel)`` returns the replay id to resume after (or None
     for new events only); it is called at every (re)subscribe, and
-    ``on_subscribed()`` after every successful one.
+    ``on_subscribed()`` after every successful one. When a stored replay id
+    is past the org's retention, the channel resumes at the tip and, once
+    subscribed, ``on_replay_lost(channel)`` is called so the caller can
+    catch up on the gap by other means (a query).
     """
 
     def __init__(
@@ -55,11 +58,14 @@ class StreamingSession:
         channels: Iterable[str],
         replay_from: Callable[[str], int | None],
         on_subscribed: Callable[[], None] | None = None,
+        on_replay_lost: Callable[[str], None] | None = None,
     ) -> None:
         self.client = client
         self.channels = list(channels)
         self.replay_from = replay_from
         self.on_subscribed = on_subscribed
+        self.on_replay_lost = on_replay_lost
+        self._lost: set[str] = set()
         self.client_id: str | None = None
         self.poll_timeout = 110.0
         self.running = True
@@ -144,17 +150,24 @@ class StreamingSession:
                 continue
             channel = reply.get("subscription", "")
             if str(reply.get("error", "")).startswith("400::The replayId"):
-                # The stored id is past the org's retention. Resume from the
-                # oldest event kept; a catch-up query for the gap is issue #4.
+                # The stored id is past the org's retention: what happened
+                # since is no longer in the stream. Take new events from now
+                # on, then let the caller catch up on the gap.
                 log.warning(
-                    "streaming: replay id for %s expired; replaying all retained",
+                    "streaming: replay id for %s is past retention; "
+                    "resuming at the tip and catching up",
                     channel,
                 )
-                self._replay_fallback[channel] = REPLAY_ALL
+                self._replay_fallback[channel] = REPLAY_NEW
+                self._lost.add(channel)
                 raise _Rehandshake(reply["error"])
             raise _failure(reply, f"subscribe to {channel}")
         if self.on_subscribed is not None:
             self.on_subscribed()
+        while self._lost:
+            channel = self._lost.pop()
+            if self.on_replay_lost is not None:
+                self.on_replay_lost(channel)
 
     def connect(self) -> list[dict[str, Any]]:
         replies = self._send(

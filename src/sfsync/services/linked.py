@@ -175,6 +175,8 @@ class SalesforceLinked:
     ) -> dict[str, Any]:
         """Write a record as Salesforce holds it: ``{"id", "created", "deleted"}``.
 
+        A record that already holds those values is not written again.
+
         Found by ``platform_id`` (its Platform_Id__c) first, then by
         ``salesforce_id``; created when neither matches. Nothing is written,
         and ``deleted`` is True, when the platform deleted that record: a
@@ -195,8 +197,13 @@ class SalesforceLinked:
             )
         created = found is None
         record = self.crud_model() if found is None else found
+        before = None if created else self.crud_serialize(record)
         self.crud_assign(record, cleaned)
         record.salesforce_id = salesforce_id
+        if before is not None and self.crud_serialize(record) == before:
+            # Already so (a retried task, a repeated event): no write, no event.
+            self.db.session.rollback()
+            return {"id": before["id"], "created": False, "deleted": False}
         try:
             result = self.crud_commit(record, "created" if created else "updated")
         except IntegrityError:

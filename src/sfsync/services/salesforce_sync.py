@@ -28,6 +28,7 @@ calls take lists of ids so that batching can slot in.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ from nameko.timer import timer
 from nameko_amqp_retry import entrypoint_retry
 
 from sfsync.extensions.debounce import Debounce, debounced
-from sfsync.extensions.lock import RecordLock
+from sfsync.extensions.lock import LockTimeout, RecordLock
 from sfsync.extensions.salesforce import SalesforceAPI
 from sfsync.extensions.slack import SlackFailureNotices
 from sfsync.extensions.source import SourceTracker
@@ -108,35 +109,44 @@ KINDS = {kind.record: kind for kind in (CONTACT, ACCOUNT)}
 
 
 # Retry schedules per error kind, in milliseconds (nameko-amqp-retry: the
-# wait happens in RabbitMQ). Each kind counts its own tries.
+# wait happens in RabbitMQ). Each kind counts its own tries. The schedules are
+# fixed when this module is imported; SFSYNC_RETRY_SCALE shrinks them all (the
+# tests run rate-limit retries in seconds, not minutes).
+RETRY_SCALE = float(os.environ.get("SFSYNC_RETRY_SCALE", "1"))
+
+
+def _scaled(*milliseconds: int) -> tuple[int, ...]:
+    return tuple(max(10, int(ms * RETRY_SCALE)) for ms in milliseconds)
+
+
 SALESFORCE_DOWN: dict[str, Any] = {
     "retry_for": (ServerUnavailable, SessionExpired),
     "limit": 40,
-    "schedule": (1000, 2000, 5000, 10000, 30000, 60000),
+    "schedule": _scaled(1000, 2000, 5000, 10000, 30000, 60000),
     "random_sigma": 50,
 }
 RATE_LIMITED: dict[str, Any] = {
     "retry_for": RequestRefused,
     "limit": 24,
-    "schedule": (60000, 300000, 900000),
+    "schedule": _scaled(60000, 300000, 900000),
     "random_sigma": 1000,
 }
 ROW_LOCKED: dict[str, Any] = {
-    "retry_for": RecordLocked,
+    "retry_for": (RecordLocked, LockTimeout),
     "limit": 10,
-    "schedule": (200, 500, 1000, 2000, 5000),
+    "schedule": _scaled(200, 500, 1000, 2000, 5000),
     "random_sigma": 50,
 }
 RELATED_MISSING: dict[str, Any] = {
     "retry_for": RelatedRecordMissing,
     "limit": 30,
-    "schedule": (500, 1000, 2000, 5000, 10000, 30000),
+    "schedule": _scaled(500, 1000, 2000, 5000, 10000, 30000),
     "random_sigma": 50,
 }
 PLATFORM_DOWN: dict[str, Any] = {
     "retry_for": PlatformUnavailable,
     "limit": 40,
-    "schedule": (500, 1000, 2000, 5000, 10000, 30000),
+    "schedule": _scaled(500, 1000, 2000, 5000, 10000, 30000),
     "random_sigma": 50,
 }
 

@@ -33,10 +33,17 @@ class RunAtOnce:
         return True
 
 
+class NoBatching:
+    enabled = False
+
+
 def make_service(context_data=None):
     ctx = FakeWorkerContext(context_data)
     service = worker_factory(
-        SalesforceSyncService, source=Source(ctx), debounce=RunAtOnce()
+        SalesforceSyncService,
+        source=Source(ctx),
+        debounce=RunAtOnce(),
+        batch=NoBatching(),
     )
     return service, ctx
 

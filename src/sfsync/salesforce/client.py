@@ -24,6 +24,7 @@ from requests.adapters import HTTPAdapter
 from sfsync.salesforce.errors import (
     LoginFailed,
     RecordNotFound,
+    SalesforceError,
     ServerUnavailable,
     SessionExpired,
     error_from_response,
@@ -329,6 +330,61 @@ class SalesforceClient:
         result = response.json()
         return UpsertResult(id=result["id"], created=bool(result.get("created")))
 
+    # -- sObject Collections (up to 200 records a call) -----------------
+
+    def upsert_many(
+        self, sobject: str, field: str, records: list[dict[str, Any]]
+    ) -> list[UpsertResult | SalesforceError]:
+        """Upsert by external id ``field``; one result or error per record, in
+        order. One bad record fails alone (``allOrNone`` false)."""
+        body = {
+            "allOrNone": False,
+            "records": [{"attributes": {"type": sobject}, **r} for r in records],
+        }
+        response = self.request(
+            "PATCH",
+            f"{self.base_path}/composite/sobjects/{sobject}/{field}",
+            f"{len(records)} {sobject} upserts",
+            json=body,
+        )
+        return [
+            UpsertResult(id=row["id"], created=bool(row.get("created")))
+            if row.get("success")
+            else _row_error(row, f"{sobject} with {field}={record.get(field)}")
+            for row, record in zip(response.json(), records, strict=True)
+        ]
+
+    def update_many(
+        self, sobject: str, records: list[dict[str, Any]]
+    ) -> list[None | SalesforceError]:
+        """Update records (each with its ``Id``); None or an error per record."""
+        body = {
+            "allOrNone": False,
+            "records": [{"attributes": {"type": sobject}, **r} for r in records],
+        }
+        response = self.request(
+            "PATCH",
+            f"{self.base_path}/composite/sobjects",
+            f"{len(records)} {sobject} updates",
+            json=body,
+        )
+        return [
+            None if row.get("success") else _row_error(row, f"{sobject} {record['Id']}")
+            for row, record in zip(response.json(), records, strict=True)
+        ]
+
+    def retrieve_many(
+        self, sobject: str, ids: list[str], fields: list[str]
+    ) -> list[dict[str, Any] | None]:
+        """The records for ``ids``, in order; None for deleted or missing ones."""
+        response = self.request(
+            "POST",
+            f"{self.base_path}/composite/sobjects/{sobject}",
+            f"{len(ids)} {sobject} reads",
+            json={"ids": ids, "fields": fields},
+        )
+        return list(response.json())
+
     # -- SOQL ------------------------------------------------------------
 
     def query(self, soql: str, include_deleted: bool = False) -> Iterator[dict]:
@@ -358,6 +414,20 @@ class SalesforceClient:
 
     def close(self) -> None:
         self.http.close()
+
+
+def _row_error(row: dict[str, Any], what: str) -> SalesforceError:
+    error = (row.get("errors") or [{}])[0]
+    body = [
+        {
+            "errorCode": error.get("statusCode", error.get("errorCode", "")),
+            "message": error.get("message", ""),
+            "fields": error.get("fields") or [],
+        }
+    ]
+    code = body[0]["errorCode"]
+    status = 404 if code in ("ENTITY_IS_DELETED", "NOT_FOUND") else 400
+    return error_from_response(status, body, what)
 
 
 def soql_quote(value: str) -> str:

@@ -40,6 +40,7 @@ from nameko.rpc import RpcProxy, rpc
 from nameko.timer import timer
 from nameko_amqp_retry import entrypoint_retry
 
+from sfsync.extensions.batching import Batches
 from sfsync.extensions.debounce import Debounce, debounced
 from sfsync.extensions.lock import LockTimeout, RecordLock
 from sfsync.extensions.salesforce import SalesforceAPI
@@ -59,7 +60,7 @@ from sfsync.mapping import (
     to_platform,
     to_salesforce,
 )
-from sfsync.salesforce.client import soql_quote
+from sfsync.salesforce.client import UpsertResult, soql_quote
 from sfsync.salesforce.errors import (
     RecordLocked,
     RecordNotFound,
@@ -101,9 +102,15 @@ class Synced:
     record: str  # the platform's name: contact
     service: str  # the platform service, and the sync's RpcProxy to it
     fields: tuple[Field, ...]
+    relations: tuple[str, ...] = ()  # Salesforce reference fields it reads
+
+    @property
+    def read_fields(self) -> list[str]:
+        names = [field.salesforce for field in self.fields]
+        return ["Id", EXTERNAL_ID_FIELD, *names, *self.relations]
 
 
-CONTACT = Synced("Contact", "contact", "contacts", CONTACT_FIELDS)
+CONTACT = Synced("Contact", "contact", "contacts", CONTACT_FIELDS, ("AccountId",))
 ACCOUNT = Synced("Account", "account", "accounts", ACCOUNT_FIELDS)
 KINDS = {kind.record: kind for kind in (CONTACT, ACCOUNT)}
 
@@ -176,6 +183,7 @@ class SalesforceSyncService:
     tasks = TaskScheduler()
     debounce = Debounce(REDIS_KEY)
     locks = RecordLock(REDIS_KEY)
+    batch = Batches()
     failure_notices = SlackFailureNotices(
         {
             "sync_contact_up": "up",
@@ -324,10 +332,56 @@ class SalesforceSyncService:
     def _platform(self, kind: Synced) -> Any:
         return getattr(self, kind.service)
 
+    # One call per record, or (with BATCHING.ENABLED) the calls of many
+    # workers joined into one: ``get_many`` on the platform, sObject
+    # Collections in Salesforce. Each worker still gets its own row's
+    # result or error.
+
+    def _platform_get(self, kind: Synced, record_id: int) -> dict | None:
+        proxy = self._platform(kind)
+        if not self.batch.enabled:
+            return proxy.get(record_id)
+        return self.batch.submit(f"{kind.service}.get", record_id, proxy.get_many)
+
+    def _salesforce_get(self, kind: Synced, salesforce_id: str) -> dict | None:
+        fields = kind.read_fields
+        if not self.batch.enabled:
+            return self.salesforce.get(kind.sobject, salesforce_id, fields)
+
+        def retrieve(ids: list[str]) -> list:
+            return self.salesforce.retrieve_many(kind.sobject, ids, fields)
+
+        return self.batch.submit(f"{kind.sobject}.get", salesforce_id, retrieve)
+
+    def _salesforce_update(
+        self, kind: Synced, salesforce_id: str, fields: dict
+    ) -> None:
+        if not self.batch.enabled:
+            self.salesforce.update(kind.sobject, salesforce_id, fields)
+            return
+
+        def update(records: list[dict]) -> list:
+            return self.salesforce.update_many(kind.sobject, records)
+
+        record = {**fields, "Id": salesforce_id}
+        self.batch.submit(f"{kind.sobject}.update", record, update)
+
+    def _salesforce_upsert(self, kind: Synced, fields: dict) -> UpsertResult:
+        if not self.batch.enabled:
+            value = fields[EXTERNAL_ID_FIELD]
+            return self.salesforce.upsert(
+                kind.sobject, EXTERNAL_ID_FIELD, value, fields
+            )
+
+        def upsert(records: list[dict]) -> list:
+            return self.salesforce.upsert_many(kind.sobject, EXTERNAL_ID_FIELD, records)
+
+        return self.batch.submit(f"{kind.sobject}.upsert", fields, upsert)
+
     def _sync_one_up(self, kind: Synced, record_id: int) -> str | None:
         with self.locks.hold(f"{kind.record}:{record_id}"):
             with platform_call():
-                current = self._platform(kind).get(record_id)
+                current = self._platform_get(kind, record_id)
             if current is None:
                 self._delete_in_salesforce(kind, record_id)
                 return None
@@ -340,7 +394,7 @@ class SalesforceSyncService:
         record_id, salesforce_id = current["id"], current["salesforce_id"]
         if salesforce_id:
             try:
-                self.salesforce.update(kind.sobject, salesforce_id, fields)
+                self._salesforce_update(kind, salesforce_id, fields)
             except RecordNotFound:
                 # Deleted in Salesforce meanwhile; its notification brings
                 # the delete down, so recreating it here would resurrect it.
@@ -353,9 +407,7 @@ class SalesforceSyncService:
                 return salesforce_id
             log.info("up: %s %s updated %s", kind.record, record_id, salesforce_id)
             return salesforce_id
-        result = self.salesforce.upsert(
-            kind.sobject, EXTERNAL_ID_FIELD, str(record_id), fields
-        )
+        result = self._salesforce_upsert(kind, fields)
         with self.source.salesforce_change(), platform_call():
             self._platform(kind).link_salesforce_id(record_id, result.id)
         log.info(
@@ -372,7 +424,7 @@ class SalesforceSyncService:
         if account_id is None:
             return None
         with platform_call():
-            account = self.accounts.get(account_id)
+            account = self._platform_get(ACCOUNT, account_id)
         if account is None or not account["salesforce_id"]:
             raise RelatedRecordMissing(
                 f"contact {contact['id']} waits for account {account_id} "
@@ -398,7 +450,7 @@ class SalesforceSyncService:
             f"{kind.record}:{known}" if known else f"{kind.record}:sf:{salesforce_id}"
         )
         with self.locks.hold(lock):
-            record = self.salesforce.get(kind.sobject, salesforce_id)
+            record = self._salesforce_get(kind, salesforce_id)
             if record is None or record.get("IsDeleted"):
                 with self.source.salesforce_change(), platform_call():
                     gone = self._platform(kind).delete_by_salesforce_id(salesforce_id)
@@ -426,9 +478,8 @@ class SalesforceSyncService:
             log.info("down: %s was deleted on the platform; deleted", salesforce_id)
             return None
         if record.get(EXTERNAL_ID_FIELD) != str(result["id"]):
-            self.salesforce.update(
-                kind.sobject, salesforce_id, {EXTERNAL_ID_FIELD: str(result["id"])}
-            )
+            link = {EXTERNAL_ID_FIELD: str(result["id"])}
+            self._salesforce_update(kind, salesforce_id, link)
         log.info(
             "down: %s %s %s %s",
             salesforce_id,

@@ -1,0 +1,86 @@
+"""Batching on: many workers' calls go out as sObject Collections."""
+
+import pytest
+import requests
+from nameko.standalone.rpc import ClusterRpcProxy
+
+from sfsync.services.accounts import AccountsService
+from sfsync.services.contacts import ContactsService
+from sfsync.services.salesforce_sync import SalesforceSyncService
+from sfsync.testing.fixtures import wait_for, wait_until_streaming
+
+pytestmark = pytest.mark.integration
+
+RECORDS = 60
+
+
+@pytest.fixture
+def platform(service_config, redis_uri, runner_factory):
+    service_config["BATCHING"] = {"ENABLED": True, "SIZE": 200, "WAIT_MS": 50}
+    service_config["max_workers"] = 100
+    runner = runner_factory(
+        service_config, ContactsService, AccountsService, SalesforceSyncService
+    )
+    runner.start()
+    wait_until_streaming(redis_uri)
+    with ClusterRpcProxy(service_config) as cluster:
+        yield cluster
+
+
+def sync_api_calls(emulator):
+    username = emulator.users["integration"]["username"]
+    return emulator.stats()["api_requests"].get(username, 0)
+
+
+def create_many_in_salesforce(sales, names):
+    session = sales.session
+    response = requests.post(
+        f"{session.instance_url}{sales.base_path}/composite/sobjects",
+        json={
+            "allOrNone": True,
+            "records": [
+                {"attributes": {"type": "Contact"}, "LastName": name} for name in names
+            ],
+        },
+        headers={"Authorization": f"Bearer {session.access_token}"},
+        verify=sales.verify,
+        timeout=30,
+    )
+    response.raise_for_status()
+    return [row["id"] for row in response.json()]
+
+
+def test_bulk_up_spends_a_call_per_batch_not_per_record(platform, sales, emulator):
+    before = sync_api_calls(emulator)
+
+    platform.contacts.create_many([{"last_name": f"Up {n}"} for n in range(RECORDS)])
+
+    wait_for(lambda: platform.contacts.count(linked=True) == RECORDS, timeout=30)
+    assert sales.count("FROM Contact WHERE Platform_Id__c != null") == RECORDS
+    assert sync_api_calls(emulator) - before <= RECORDS // 4
+
+
+def test_bulk_down_spends_a_call_per_batch_not_per_record(platform, sales, emulator):
+    before = sync_api_calls(emulator)
+
+    ids = create_many_in_salesforce(sales, [f"Down {n}" for n in range(RECORDS)])
+
+    wait_for(
+        lambda: sales.count("FROM Contact WHERE Platform_Id__c != null") == RECORDS,
+        timeout=30,
+    )
+    assert platform.contacts.count(linked=True) == RECORDS
+    assert platform.contacts.find_by_salesforce_id(ids[-1]) is not None
+    # Unbatched, each record costs a read and a link write: 2 calls.
+    assert sync_api_calls(emulator) - before <= RECORDS // 2
+
+
+def test_rows_that_fail_retry_alone_and_the_rest_land(platform, sales, emulator):
+    emulator.set_faults(lock_row_share=0.3, seed=1)  # some rows of each batch
+
+    platform.contacts.create_many([{"last_name": f"Row {n}"} for n in range(RECORDS)])
+
+    wait_for(lambda: platform.contacts.count(linked=True) == RECORDS, timeout=60)
+    username = emulator.users["integration"]["username"]
+    writes = emulator.stats()["dml_by_object"][username]["Contact"]
+    assert writes["create"] == RECORDS

@@ -4,25 +4,10 @@ import time
 
 import eventlet
 import pytest
-from nameko.standalone.rpc import ClusterRpcProxy
 
-from sfsync.services.accounts import AccountsService
-from sfsync.services.contacts import ContactsService
-from sfsync.services.salesforce_sync import SalesforceSyncService
-from sfsync.testing.fixtures import wait_for, wait_until_streaming
+from sfsync.testing.fixtures import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def platform(service_config, redis_uri, runner_factory):
-    runner = runner_factory(
-        service_config, ContactsService, AccountsService, SalesforceSyncService
-    )
-    runner.start()
-    wait_until_streaming(redis_uri)
-    with ClusterRpcProxy(service_config) as cluster:
-        yield cluster
 
 
 def contact_writes(emulator):

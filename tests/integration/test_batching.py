@@ -2,12 +2,8 @@
 
 import pytest
 import requests
-from nameko.standalone.rpc import ClusterRpcProxy
 
-from sfsync.services.accounts import AccountsService
-from sfsync.services.contacts import ContactsService
-from sfsync.services.salesforce_sync import SalesforceSyncService
-from sfsync.testing.fixtures import wait_for, wait_until_streaming
+from sfsync.testing.fixtures import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -15,16 +11,10 @@ RECORDS = 60
 
 
 @pytest.fixture
-def platform(service_config, redis_uri, runner_factory):
+def service_config(service_config):
     service_config["BATCHING"] = {"ENABLED": True, "SIZE": 200, "WAIT_MS": 50}
     service_config["max_workers"] = 100
-    runner = runner_factory(
-        service_config, ContactsService, AccountsService, SalesforceSyncService
-    )
-    runner.start()
-    wait_until_streaming(redis_uri)
-    with ClusterRpcProxy(service_config) as cluster:
-        yield cluster
+    return service_config
 
 
 def sync_api_calls(emulator):

@@ -7,33 +7,11 @@ import pytest
 from nameko.standalone.rpc import ClusterRpcProxy
 
 from sfsync.salesforce.errors import SalesforceError
-from sfsync.services.accounts import AccountsService
-from sfsync.services.contacts import ContactsService
-from sfsync.services.salesforce_sync import SalesforceSyncService
 from sfsync.testing.fixtures import wait_for, wait_until_streaming
 
 pytestmark = pytest.mark.integration
 
 CHANGES = 6
-SERVICES = (ContactsService, AccountsService, SalesforceSyncService)
-
-
-@pytest.fixture
-def start_services(service_config, redis_uri, runner_factory):
-    def start():
-        runner = runner_factory(service_config, *SERVICES)
-        runner.start()
-        return runner
-
-    return start
-
-
-@pytest.fixture
-def platform(start_services, service_config, redis_uri):
-    start_services()
-    wait_until_streaming(redis_uri)
-    with ClusterRpcProxy(service_config) as cluster:
-        yield cluster
 
 
 def contact_writes(emulator):
@@ -137,9 +115,9 @@ def test_sync_rides_out(faults, platform, sales, emulator):
 
 
 def test_a_gap_past_retention_is_caught_up_by_query(
-    start_services, service_config, redis_uri, sales, emulator
+    start_sync_services, service_config, redis_uri, sales, emulator
 ):
-    runner = start_services()
+    runner = start_sync_services()
     wait_until_streaming(redis_uri)
     first = create_in_salesforce(sales, "Before")
     with ClusterRpcProxy(service_config) as platform:
@@ -148,7 +126,7 @@ def test_a_gap_past_retention_is_caught_up_by_query(
 
     missed = [create_in_salesforce(sales, f"While away {n}") for n in range(3)]
     emulator.advance_clock(25 * 3600)  # the stream keeps 24 h
-    start_services()
+    start_sync_services()
 
     with ClusterRpcProxy(service_config) as platform:
         for salesforce_id in missed:

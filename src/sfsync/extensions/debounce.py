@@ -30,9 +30,8 @@ from typing import Any
 
 import redis
 from nameko.containers import WorkerContext
-from nameko.extensions import DependencyProvider
 
-from sfsync.extensions.lock import KeptLock
+from sfsync.extensions.lock import KeptLock, RedisBacked
 
 __all__ = ["Debounce", "Debouncer", "debounced"]
 
@@ -83,27 +82,15 @@ class Debouncer:
                 yield method, args
 
 
-class Debounce(DependencyProvider):
+class Debounce(RedisBacked):
     """Gives workers a ``Debouncer`` on the Redis named ``redis_key``.
 
     ``lock_ttl`` (seconds) is how long a lock outlives a dead holder.
     """
 
     def __init__(self, redis_key: str, lock_ttl: float = 15.0) -> None:
-        self.redis_key = redis_key
+        super().__init__(redis_key)
         self.lock_ttl = lock_ttl
-        self.client: redis.Redis | None = None
-
-    def setup(self) -> None:
-        uri = self.container.config["REDIS_URIS"][self.redis_key]
-        self.client = redis.Redis.from_url(uri)
-
-    def stop(self) -> None:
-        if self.client is not None:
-            self.client.close()
-
-    def kill(self) -> None:
-        self.stop()
 
     def get_dependency(self, worker_ctx: WorkerContext) -> Debouncer:
         assert self.client is not None

@@ -24,7 +24,7 @@ import redis
 from nameko.containers import WorkerContext
 from nameko.extensions import DependencyProvider
 
-__all__ = ["KeptLock", "LockTimeout", "Locks", "RecordLock"]
+__all__ = ["KeptLock", "LockTimeout", "Locks", "RecordLock", "RedisBacked"]
 
 _RELEASE = """
 if redis.call("get", KEYS[1]) == ARGV[1] then
@@ -98,20 +98,11 @@ class Locks:
             lock.release()
 
 
-class RecordLock(DependencyProvider):
-    """Gives workers ``Locks`` on the Redis named ``redis_key`` in REDIS_URIS."""
+class RedisBacked(DependencyProvider):
+    """A provider holding one Redis client, from ``REDIS_URIS[redis_key]``."""
 
-    def __init__(
-        self,
-        redis_key: str,
-        prefix: str = "sfsync:lock:",
-        ttl: float = 15.0,
-        wait: float = 120.0,
-    ) -> None:
+    def __init__(self, redis_key: str) -> None:
         self.redis_key = redis_key
-        self.prefix = prefix
-        self.ttl = ttl
-        self.wait = wait
         self.client: redis.Redis | None = None
 
     def setup(self) -> None:
@@ -124,6 +115,22 @@ class RecordLock(DependencyProvider):
 
     def kill(self) -> None:
         self.stop()
+
+
+class RecordLock(RedisBacked):
+    """Gives workers ``Locks`` on the Redis named ``redis_key`` in REDIS_URIS."""
+
+    def __init__(
+        self,
+        redis_key: str,
+        prefix: str = "sfsync:lock:",
+        ttl: float = 15.0,
+        wait: float = 120.0,
+    ) -> None:
+        super().__init__(redis_key)
+        self.prefix = prefix
+        self.ttl = ttl
+        self.wait = wait
 
     def get_dependency(self, worker_ctx: WorkerContext) -> Locks:
         assert self.client is not None

@@ -337,15 +337,8 @@ class SalesforceClient:
     ) -> list[UpsertResult | SalesforceError]:
         """Upsert by external id ``field``; one result or error per record, in
         order. One bad record fails alone (``allOrNone`` false)."""
-        body = {
-            "allOrNone": False,
-            "records": [{"attributes": {"type": sobject}, **r} for r in records],
-        }
-        response = self.request(
-            "PATCH",
-            f"{self.base_path}/composite/sobjects/{sobject}/{field}",
-            f"{len(records)} {sobject} upserts",
-            json=body,
+        response = self._collection_write(
+            f"/composite/sobjects/{sobject}/{field}", sobject, records, "upserts"
         )
         return [
             UpsertResult(id=row["id"], created=bool(row.get("created")))
@@ -358,20 +351,27 @@ class SalesforceClient:
         self, sobject: str, records: list[dict[str, Any]]
     ) -> list[None | SalesforceError]:
         """Update records (each with its ``Id``); None or an error per record."""
-        body = {
-            "allOrNone": False,
-            "records": [{"attributes": {"type": sobject}, **r} for r in records],
-        }
-        response = self.request(
-            "PATCH",
-            f"{self.base_path}/composite/sobjects",
-            f"{len(records)} {sobject} updates",
-            json=body,
+        response = self._collection_write(
+            "/composite/sobjects", sobject, records, "updates"
         )
         return [
             None if row.get("success") else _row_error(row, f"{sobject} {record['Id']}")
             for row, record in zip(response.json(), records, strict=True)
         ]
+
+    def _collection_write(
+        self, path: str, sobject: str, records: list[dict[str, Any]], what: str
+    ) -> requests.Response:
+        body = {
+            "allOrNone": False,
+            "records": [{"attributes": {"type": sobject}, **r} for r in records],
+        }
+        return self.request(
+            "PATCH",
+            self.base_path + path,
+            f"{len(records)} {sobject} {what}",
+            json=body,
+        )
 
     def retrieve_many(
         self, sobject: str, ids: list[str], fields: list[str]

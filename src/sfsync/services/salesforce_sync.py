@@ -158,6 +158,24 @@ PLATFORM_DOWN: dict[str, Any] = {
 }
 
 
+def sync_task(
+    debounce_key: str, waits_for_related: bool = False
+) -> Callable[[Callable], Callable]:
+    """A ``@task`` debounced per record and retried on each error kind's own
+    schedule (and, for a record with a related record, while it waits)."""
+    policies = [SALESFORCE_DOWN, RATE_LIMITED, ROW_LOCKED, PLATFORM_DOWN]
+    if waits_for_related:
+        policies.append(RELATED_MISSING)
+
+    def decorate(method: Callable) -> Callable:
+        wrapped = debounced(debounce_key)(method)
+        for policy in reversed(policies):
+            wrapped = entrypoint_retry(**policy)(wrapped)
+        return task(wrapped)
+
+    return decorate
+
+
 @contextmanager
 def platform_call() -> Iterator[None]:
     """Turn the ways a platform RPC can be unreachable into one error."""
@@ -258,44 +276,22 @@ class SalesforceSyncService:
 
     # -- tasks: debounced per record, retried per error kind -------------------
 
-    @task
-    @entrypoint_retry(**SALESFORCE_DOWN)
-    @entrypoint_retry(**RATE_LIMITED)
-    @entrypoint_retry(**ROW_LOCKED)
-    @entrypoint_retry(**PLATFORM_DOWN)
-    @entrypoint_retry(**RELATED_MISSING)
-    @debounced("contact:up:{0}")
+    @sync_task("contact:up:{0}", waits_for_related=True)
     def sync_contact_up(self, contact_id: int) -> None:
         """Task: one contact up."""
         self._sync_one_up(CONTACT, contact_id)
 
-    @task
-    @entrypoint_retry(**SALESFORCE_DOWN)
-    @entrypoint_retry(**RATE_LIMITED)
-    @entrypoint_retry(**ROW_LOCKED)
-    @entrypoint_retry(**PLATFORM_DOWN)
-    @entrypoint_retry(**RELATED_MISSING)
-    @debounced("contact:down:{0}")
+    @sync_task("contact:down:{0}", waits_for_related=True)
     def sync_contact_down(self, salesforce_id: str) -> None:
         """Task: one Contact down."""
         self._sync_one_down(CONTACT, salesforce_id)
 
-    @task
-    @entrypoint_retry(**SALESFORCE_DOWN)
-    @entrypoint_retry(**RATE_LIMITED)
-    @entrypoint_retry(**ROW_LOCKED)
-    @entrypoint_retry(**PLATFORM_DOWN)
-    @debounced("account:up:{0}")
+    @sync_task("account:up:{0}")
     def sync_account_up(self, account_id: int) -> None:
         """Task: one account up."""
         self._sync_one_up(ACCOUNT, account_id)
 
-    @task
-    @entrypoint_retry(**SALESFORCE_DOWN)
-    @entrypoint_retry(**RATE_LIMITED)
-    @entrypoint_retry(**ROW_LOCKED)
-    @entrypoint_retry(**PLATFORM_DOWN)
-    @debounced("account:down:{0}")
+    @sync_task("account:down:{0}")
     def sync_account_down(self, salesforce_id: str) -> None:
         """Task: one Account down."""
         self._sync_one_down(ACCOUNT, salesforce_id)

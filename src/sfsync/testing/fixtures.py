@@ -111,3 +111,38 @@ def wait_until_streaming(redis_uri: str, instances: int = 1) -> None:
         lambda: client.scard("sfsync:streaming:status:subscribed") >= instances,
         what="the sync to subscribe",
     )
+
+
+@pytest.fixture
+def start_sync_services(
+    service_config: dict[str, Any], runner_factory: Callable
+) -> Callable[[], Any]:
+    """Start contacts, accounts and the sync in this process; a new runner
+    each call (so a test can stop one and start another)."""
+    from sfsync.services.accounts import AccountsService
+    from sfsync.services.contacts import ContactsService
+    from sfsync.services.salesforce_sync import SalesforceSyncService
+
+    def start() -> Any:
+        runner = runner_factory(
+            service_config, ContactsService, AccountsService, SalesforceSyncService
+        )
+        runner.start()
+        return runner
+
+    return start
+
+
+@pytest.fixture
+def platform(
+    start_sync_services: Callable[[], Any],
+    service_config: dict[str, Any],
+    redis_uri: str,
+) -> Iterator[Any]:
+    """The platform and the sync running; an RPC proxy to all services."""
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+    start_sync_services()
+    wait_until_streaming(redis_uri)
+    with ClusterRpcProxy(service_config) as cluster:
+        yield cluster

@@ -498,12 +498,15 @@ class Demo:
         return result
 
     def _edit_both_sides(self) -> dict[str, int]:
+        contacts = self._all(self.rpc.contacts)
+        wanted = 2 * (self.updates + self.deletes)
+        if wanted > len(contacts):
+            # A small slice: scale the edits down to what there is.
+            share = len(contacts) / wanted
+            self.updates = int(self.updates * share)
+            self.deletes = int(self.deletes * share)
+            _say(f"only {len(contacts)} contacts: edits scaled down to fit")
         _say(f"phase 3: {self.updates} updates and {self.deletes} deletes on each side")
-        contacts = []
-        offset = 0
-        while page := self.rpc.contacts.list(offset, 1000):
-            contacts += page
-            offset += len(page)
         chosen = random.Random(7).sample(contacts, 2 * (self.updates + self.deletes))
         in_salesforce = chosen[: self.updates + self.deletes]
         on_platform = chosen[self.updates + self.deletes :]
@@ -567,6 +570,13 @@ class Demo:
             },
             "api_calls": stats["api_requests"].get(username, 0),
         }
+
+    @staticmethod
+    def _all(service: Any) -> list[dict]:
+        records: list[dict] = []
+        while page := service.list(len(records), 1000):
+            records += page
+        return records
 
     def _phase(self, name: str) -> _Timer:
         return _Timer(self.phases, name)

@@ -78,6 +78,7 @@ class ImportReport:
     rejected: list[ExportRow] = field(default_factory=list)
     ids: list[tuple[str, int]] = field(default_factory=list)  # (source Id, new id)
     warnings: list[str] = field(default_factory=list)
+    stopped: bool = False  # interrupted between two chunks
 
 
 def read_export(
@@ -181,7 +182,8 @@ class Importer:
     ``already`` holds source ids imported before (they are skipped);
     ``account_ids`` maps the export's account ids to platform account ids
     (contacts only); ``on_chunk`` gets each chunk's ``(source id, new id)``
-    pairs as soon as they land.
+    pairs as soon as they land; ``stopping()`` true ends the run between
+    two chunks.
     """
 
     def __init__(
@@ -191,17 +193,24 @@ class Importer:
         account_ids: dict[str, int] | None = None,
         on_chunk: Callable[[list[tuple[str, int]]], None] = lambda ids: None,
         progress: Callable[[int], None] = lambda done: None,
+        stopping: Callable[[], bool] = lambda: False,
     ) -> None:
         self.create_many = create_many
         self.already = already or set()
         self.account_ids = account_ids
         self.on_chunk = on_chunk
         self.progress = progress
+        self.stopping = stopping
         self.report = ImportReport()
         self._chunk: list[ExportRow] = []
 
     def run(self, rows: Iterator[ExportRow]) -> ImportReport:
         for row in rows:
+            if self.stopping():
+                # Between chunks: every row sent so far is in the ids file,
+                # so running the import again resumes without duplicates.
+                self.report.stopped = True
+                return self.report
             if row.source_id and row.source_id in self.already:
                 self.report.skipped += 1
                 self.progress(1)

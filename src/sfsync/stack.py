@@ -166,6 +166,8 @@ class Stack:
         raise TimeoutError(f"the sync did not subscribe within {timeout:.0f} s")
 
     def stop(self) -> None:
+        """Stop the services, then drop the vhost (its queues with it)."""
         for service in reversed(self.services):
             service.stop()
         self.services.clear()
+        delete_vhost(self.vhost)

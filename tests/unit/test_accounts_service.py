@@ -5,6 +5,7 @@ from sqlalchemy.orm import sessionmaker
 
 from sfsync.extensions.source import Source
 from sfsync.services.accounts import AccountsService, InvalidAccount
+from sfsync.services.contacts import Contact  # its table shares the metadata
 from sfsync.services.linked import Base
 
 
@@ -41,3 +42,21 @@ def test_changes_of_accounts_are_counted_apart_from_contacts(service):
     service.create({"name": "Acme"})
 
     assert service.change_counts() == {"platform": {"created": 1}}
+
+
+def test_an_account_with_contacts_cannot_be_deleted(service):
+    account = service.create({"name": "Busy"})
+    service.db.session.add(Contact(last_name="Member", account_id=account["id"]))
+    service.db.session.commit()
+
+    with pytest.raises(InvalidAccount, match="still has 1 contacts"):
+        service.delete(account["id"])
+
+    assert service.get(account["id"]) is not None
+
+
+def test_an_account_without_contacts_is_deleted(service):
+    account = service.create({"name": "Idle"})
+
+    assert service.delete(account["id"]) is True
+    assert service.get(account["id"]) is None

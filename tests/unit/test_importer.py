@@ -167,3 +167,21 @@ def test_account_exports_map_with_the_account_table(tmp_path):
     assert good.data["number_of_employees"] == 12
     assert "name: is required" in bad.error
     assert "not a whole number" in bad.error
+
+
+def test_a_stop_request_ends_the_run_between_chunks(tmp_path):
+    body = "".join(f'"s{n}","Row {n}","","","false",""\n' for n in range(250))
+    path = write(tmp_path, body)
+    chunks = []
+
+    def create_many(rows):
+        chunks.append(len(rows))
+        return [{"id": n} for n in range(len(rows))]
+
+    report = Importer(create_many, stopping=lambda: len(chunks) == 1).run(
+        read_export(path)
+    )
+
+    assert chunks == [100]
+    assert report.stopped
+    assert len(report.ids) == 100

@@ -10,6 +10,7 @@ from sfsync.salesforce.client import UpsertResult
 from sfsync.salesforce.errors import RecordNotFound
 from sfsync.services.salesforce_sync import (
     PlatformUnavailable,
+    RelatedRecordGone,
     RelatedRecordMissing,
     SalesforceSyncService,
     as_platform_id,
@@ -252,3 +253,12 @@ def test_account_events_schedule_account_tasks():
         call("sync_account_up", 3),
         call("sync_account_down", "001A"),
     ]
+
+
+def test_a_contact_naming_an_account_that_does_not_exist_is_not_retried():
+    service, _ = make_service()
+    service.contacts.get.return_value = {**CONTACT, "account_id": 404}
+    service.accounts.get.return_value = None
+
+    with pytest.raises(RelatedRecordGone, match="account 404, which does not exist"):
+        service.sync_contact_up(7)

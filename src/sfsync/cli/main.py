@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -23,6 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     # Eventlet announces its bug-fix-only status on import; nameko 2.14 runs
     # on it by design (see docs), so the user need not see that every time.
     warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
     logging.basicConfig(
         level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
@@ -138,6 +140,7 @@ def run_import(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from exc
     for warning in warnings:
         print(f"warning: {warning}")
+    interrupt = StopBetweenChunks()
     try:
         with (
             ClusterRpcProxy({"AMQP_URI": args.amqp_uri}, timeout=120) as cluster,
@@ -150,8 +153,10 @@ def run_import(args: argparse.Namespace) -> int:
                 account_ids=account_ids,
                 on_chunk=lambda ids: append_ids(ids_path, ids),
                 progress=bar.update,
+                stopping=interrupt.requested,
             )
-            report = importer.run(iter(rows))
+            with interrupt:
+                report = importer.run(iter(rows))
     except OSError as exc:
         raise CommandError(
             f"cannot reach the broker at {args.amqp_uri}: {exc}"
@@ -160,6 +165,8 @@ def run_import(args: argparse.Namespace) -> int:
         print(f"line {row.line}: {row.error}")
     if report.rejected:
         write_rejected(errors_path, report.rejected)
+    if report.stopped:
+        print("interrupted: run the same command again to import the rest")
     print(
         f"imported {report.imported} {args.object}s, rejected {len(report.rejected)}"
         + (f" (written to {errors_path})" if report.rejected else "")
@@ -167,6 +174,30 @@ def run_import(args: argparse.Namespace) -> int:
         + f"; ids in {ids_path}"
     )
     return 0
+
+
+class StopBetweenChunks:
+    """Ctrl-C asks the import to stop after the chunk in flight (whose ids
+    are then recorded); a second Ctrl-C stops at once."""
+
+    def __init__(self) -> None:
+        self._asked = False
+
+    def requested(self) -> bool:
+        return self._asked
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self._asked:
+            raise KeyboardInterrupt
+        self._asked = True
+        print("\nstopping after the current chunk (Ctrl-C again to stop now)")
+
+    def __enter__(self) -> StopBetweenChunks:
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGINT, self._previous)
 
 
 def run_dead_letters(args: argparse.Namespace) -> int:

@@ -70,6 +70,8 @@ CLAIM_KEY_PREFIX = "sfsync:claimed:"
 # A claim must outlive the longest replay window (72 h for Change Data
 # Capture), or a replay after a long outage would run a notification twice.
 CLAIM_SECONDS = 4 * 24 * 3600
+CLAIM_PENDING_SECONDS = 30  # longer than scheduling one task takes
+CLAIM_WATCH_SECONDS = 0.2
 _STORE_IF_LATER = """
 local current = tonumber(redis.call("get", KEYS[1]) or "-1")
 if tonumber(ARGV[1]) > current then
@@ -126,6 +128,7 @@ class StreamingClient(SharedExtension, ProviderCollector):
         self.session: StreamingSession | None = None
         self.trackers: dict[str, ReplayTracker] = {}
         self._tag = uuid.uuid4().hex[:6]
+        self._catch_up_once_subscribed: set[str] = set()
 
     def setup(self) -> None:
         self.client = client_from_config(self.container.config)
@@ -195,8 +198,14 @@ class StreamingClient(SharedExtension, ProviderCollector):
                 pause = min(pause * 2, 60.0)
 
     def _subscribed(self) -> None:
-        """Tell operators (and the demo) that this instance is listening."""
+        """Tell operators (and the demo) that this instance is listening;
+        note since when each channel is listened to; catch up where due."""
         assert self.redis is not None
+        since = datetime.datetime.now(datetime.UTC).isoformat()
+        for channel in self.trackers:
+            self.redis.set(WATERMARK_KEY_PREFIX + channel, since, nx=True)
+        while self._catch_up_once_subscribed:
+            self.replay_lost(self._catch_up_once_subscribed.pop())
         instance = self.instance
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self.redis.sadd(STATUS_KEY + ":subscribed", instance)
@@ -216,7 +225,13 @@ class StreamingClient(SharedExtension, ProviderCollector):
         """
         assert self.redis is not None
         value = self.redis.get(REPLAY_KEY_PREFIX + channel)
-        return int(value) if value else REPLAY_ALL
+        if value:
+            return int(value)
+        if self.redis.exists(WATERMARK_KEY_PREFIX + channel):
+            # Listened before but never stored an id: what changed while it
+            # was away may be past retention too, so also query for it.
+            self._catch_up_once_subscribed.add(channel)
+        return REPLAY_ALL
 
     def handled(self, channel: str, replay_id: int) -> None:
         """A worker for ``replay_id`` ended: store the id if it is now safe."""
@@ -242,10 +257,30 @@ class StreamingClient(SharedExtension, ProviderCollector):
                 provider.catch_up(self.client, since)
 
     def claim(self, channel: str, replay_id: int) -> bool:
-        """True for exactly one instance per notification."""
+        """True for exactly one instance at a time per notification.
+
+        A claim is first held for ``CLAIM_PENDING_SECONDS`` only; ``settle``
+        makes it last once its worker has run. So a claimer that dies on the
+        way lets the claim lapse, and another instance takes the event over.
+        """
         assert self.redis is not None
         key = f"{CLAIM_KEY_PREFIX}{channel}:{replay_id}"
-        return bool(self.redis.set(key, self.instance, nx=True, ex=CLAIM_SECONDS))
+        pending = f"pending:{self.instance}"
+        return bool(self.redis.set(key, pending, nx=True, ex=CLAIM_PENDING_SECONDS))
+
+    def settle(self, channel: str, replay_id: int) -> None:
+        """The claimed event's worker has run: keep the claim for good."""
+        assert self.redis is not None
+        key = f"{CLAIM_KEY_PREFIX}{channel}:{replay_id}"
+        self.redis.set(key, "done", ex=CLAIM_SECONDS)
+
+    def settled(self, channel: str, replay_id: int) -> bool | None:
+        """True once settled, None while pending, False if the claim lapsed."""
+        assert self.redis is not None
+        value = self.redis.get(f"{CLAIM_KEY_PREFIX}{channel}:{replay_id}")
+        if value is None:
+            return False
+        return True if value == "done" else None
 
     @property
     def instance(self) -> str:
@@ -336,15 +371,38 @@ class StreamingEntrypoint(Entrypoint):
         replay_id = int(data["event"]["replayId"])
         self.streaming.trackers[self.channel].received(replay_id, self.event_time(data))
         args = self.worker_args(data)
-        if args is None or not self.streaming.claim(self.channel, replay_id):
-            log.debug(
-                "event %s on %s skipped or claimed elsewhere", replay_id, self.channel
-            )
+        if args is None:
             self.streaming.handled(self.channel, replay_id)
-            return
+        elif self.streaming.claim(self.channel, replay_id):
+            self._run(replay_id, args)
+        else:
+            # Another instance has it. Count it handled only once that one
+            # has run it; should its claim lapse, take the event over.
+            self.container.spawn_managed_thread(
+                partial(self._watch_claim, replay_id, args),
+                identifier=f"claim-watch-{replay_id}",
+            )
+
+    def _run(self, replay_id: int, args: tuple) -> None:
         self.container.spawn_worker(
             self, args, {}, handle_result=partial(self._handled, replay_id)
         )
+
+    def _watch_claim(self, replay_id: int, args: tuple) -> None:
+        while True:
+            state = self.streaming.settled(self.channel, replay_id)
+            if state:
+                self.streaming.handled(self.channel, replay_id)
+                return
+            if state is False and self.streaming.claim(self.channel, replay_id):
+                log.warning(
+                    "event %s on %s: its claimer went away; taking it over",
+                    replay_id,
+                    self.channel,
+                )
+                self._run(replay_id, args)
+                return
+            time.sleep(CLAIM_WATCH_SECONDS)
 
     def _handled(
         self, replay_id: int, worker_ctx: WorkerContext, result: Any, exc_info: Any
@@ -358,6 +416,7 @@ class StreamingEntrypoint(Entrypoint):
                     :2000
                 ],
             )
+        self.streaming.settle(self.channel, replay_id)
         self.streaming.handled(self.channel, replay_id)
         return result, exc_info
 

@@ -136,7 +136,7 @@ class StreamingSession:
                 "clientId": self.client_id,
                 "subscription": channel,
             }
-            replay_id = self._replay_fallback.pop(channel, None)
+            replay_id = self._replay_fallback.get(channel)
             if replay_id is None:
                 replay_id = self.replay_from(channel)
             if replay_id is not None:
@@ -162,6 +162,8 @@ class StreamingSession:
                 self._lost.add(channel)
                 raise _Rehandshake(reply["error"])
             raise _failure(reply, f"subscribe to {channel}")
+        # Every channel is subscribed: a fallback has done its work.
+        self._replay_fallback.clear()
         if self.on_subscribed is not None:
             self.on_subscribed()
         while self._lost:

@@ -14,7 +14,9 @@ import logging
 from typing import Any
 
 from nameko.events import EventDispatcher
-from sqlalchemy import DateTime, Integer, String, func
+from nameko.rpc import rpc
+from sqlalchemy import DateTime, Integer, String, func, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sfsync.extensions.crud import CrudEntrypoints, InvalidRecord, RecordNotFound
@@ -79,6 +81,35 @@ class AccountsService(
     dispatch = EventDispatcher()
     source = SourceTracker()
     tracer = Tracer()
+
+    @rpc(expected_exceptions=InvalidAccount)
+    def delete(self, record_id: int) -> bool:
+        """Delete an account; False when it did not exist.
+
+        Refused (InvalidAccount) while contacts belong to it: Salesforce
+        would delete them with it, so move or delete them first.
+        """
+        account = self.db.session.get(Account, record_id)
+        if account is None:
+            return False
+        members = self._contacts_of(record_id)
+        if members:
+            raise InvalidAccount(
+                f"account {record_id} still has {members} contacts; "
+                "move or delete them first"
+            )
+        self.crud_remove(account)
+        return True
+
+    def _contacts_of(self, account_id: int) -> int:
+        try:
+            return self.db.session.scalar(
+                text("SELECT count(*) FROM contacts WHERE account_id = :id"),
+                {"id": account_id},
+            )
+        except OperationalError:  # no contacts table: no contacts service yet
+            self.db.session.rollback()
+            return 0
 
     def crud_clean(
         self, data: dict[str, Any], *, partial: bool, what: str

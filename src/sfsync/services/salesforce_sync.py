@@ -89,6 +89,10 @@ class PlatformUnavailable(Exception):
     """A platform service did not answer; try again later."""
 
 
+class RelatedRecordGone(Exception):
+    """A record names a related record that does not exist: no retry helps."""
+
+
 class RelatedRecordMissing(Exception):
     """A record's related record (a contact's account) is not yet in the
     system it is going to; try again once it has gone across."""
@@ -421,7 +425,12 @@ class SalesforceSyncService:
             return None
         with platform_call():
             account = self._platform_get(ACCOUNT, account_id)
-        if account is None or not account["salesforce_id"]:
+        if account is None:
+            raise RelatedRecordGone(
+                f"contact {contact['id']} names account {account_id}, "
+                "which does not exist; set its account_id and resync it"
+            )
+        if not account["salesforce_id"]:
             raise RelatedRecordMissing(
                 f"contact {contact['id']} waits for account {account_id} "
                 "to reach Salesforce"

@@ -202,8 +202,16 @@ def _run_on_snapshot(
     return subprocess.run(command, env=env, check=False).returncode
 
 
+# Batches are as big as the workers in flight: let the sync run many.
+MAX_WORKERS = {"off": "10", "on": "200"}
+
+
 def _env(mode: str, **extra: str) -> dict[str, str]:
-    return {"SFSYNC_BATCHING": MODE_ENV[mode], **extra}
+    return {
+        "SFSYNC_BATCHING": MODE_ENV[mode],
+        "SYNC_MAX_WORKERS": MAX_WORKERS[mode],
+        **extra,
+    }
 
 
 def _bulk(

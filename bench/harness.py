@@ -13,10 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nameko.exceptions import UnknownService
 from nameko.standalone.rpc import ClusterRpcProxy
 
-from sfsync.salesforce.client import Credentials, SalesforceClient
+from sfsync.salesforce.client import SalesforceClient
 from sfsync.stack import Stack, delete_vhost
 from sfsync.testing.emulator import EmulatorProcess, start_emulator
 
@@ -63,19 +62,10 @@ class BenchStack:
             connect_timeout=25.0,
             extra_args=["--api-limit", str(API_LIMIT)],
         )
-        integration = self.emulator.users["integration"]
-        sales = self.emulator.users["sales"]
-        self.sales = SalesforceClient(
-            Credentials(self.emulator.https_url, sales["username"], sales["password"]),
-            ca_file=self.emulator.ca_file,
-            client_name="bench-sales",
-        )
-        self.stack = Stack(
-            work_dir=self.work_dir,
-            salesforce_login_url=self.emulator.https_url,
-            salesforce_ca_file=self.emulator.ca_file,
-            salesforce_username=integration["username"],
-            salesforce_password=integration["password"],
+        self.sales = self.emulator.client("sales", "bench-sales")
+        self.stack = Stack.for_emulator(
+            self.emulator,
+            self.work_dir,
             vhost=VHOST,
             redis_uri=REDIS_URI,
             extra_env={**self._database_env(), **self.env},
@@ -83,7 +73,7 @@ class BenchStack:
         self.stack.start()
         self._proxy = ClusterRpcProxy({"AMQP_URI": self.stack.amqp_uri}, timeout=120)
         self.rpc = self._proxy.start()
-        self._wait_for_contacts()
+        self.stack.wait_until_serving(self.rpc, READY_TIMEOUT_S)
         self.stack.wait_until_streaming(READY_TIMEOUT_S)
 
     def _database_env(self) -> dict[str, str]:
@@ -91,18 +81,6 @@ class BenchStack:
         # configs have used, so no run can fall back to a shared default.
         uri = f"sqlite:///{self.work_dir / 'platform.sqlite3'}"
         return {"PLATFORM_DB_URI": uri, "CONTACTS_DB_URI": uri}
-
-    def _wait_for_contacts(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            self.check_alive()
-            try:
-                self.rpc.contacts.count()
-                return
-            except UnknownService:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
 
     def stop(self) -> None:
         if self._proxy is not None:

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import eventlet
-from nameko.exceptions import UnknownService
 from nameko.standalone.rpc import ClusterRpcProxy
 from tqdm import tqdm
 
@@ -47,7 +46,7 @@ from sfsync.mapping import (
     InvalidFields,
     to_platform,
 )
-from sfsync.salesforce.client import Credentials, SalesforceClient
+from sfsync.salesforce.client import SalesforceClient
 from sfsync.salesforce.errors import SalesforceError
 from sfsync.stack import ROOT, Stack
 from sfsync.testing.emulator import EmulatorProcess, start_emulator
@@ -225,19 +224,10 @@ class Demo:
             subprocess.run(["rm", "-rf", str(self.work_dir)], check=True)
         self.work_dir.mkdir(parents=True)
         self.emulator = start_emulator(self.work_dir / "emulator", connect_timeout=25.0)
-        integration = self.emulator.users["integration"]
-        sales = self.emulator.users["sales"]
-        self.sales = SalesforceClient(
-            Credentials(self.emulator.https_url, sales["username"], sales["password"]),
-            ca_file=self.emulator.ca_file,
-            client_name="demo-sales-team",
-        )
-        self.stack = Stack(
-            work_dir=self.work_dir,
-            salesforce_login_url=self.emulator.https_url,
-            salesforce_ca_file=self.emulator.ca_file,
-            salesforce_username=integration["username"],
-            salesforce_password=integration["password"],
+        self.sales = self.emulator.client("sales", "demo-sales-team")
+        self.stack = Stack.for_emulator(
+            self.emulator,
+            self.work_dir,
             vhost=self.vhost,
             redis_uri=self.redis_uri,
             instances=self.instances,
@@ -245,23 +235,12 @@ class Demo:
         self.stack.start()
         self.platform = ClusterRpcProxy({"AMQP_URI": self.stack.amqp_uri}, timeout=60)
         self.rpc = self.platform.start()
-        self._wait_for_contacts_service()
+        self.stack.wait_until_serving(self.rpc)
         self.stack.wait_until_streaming()
         _say(
             f"ready: Salesforce at {self.emulator.https_url}, "
             f"logs in {self.work_dir}/logs"
         )
-
-    def _wait_for_contacts_service(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.rpc.contacts.count()
-                return
-            except UnknownService:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
 
     def _stop(self) -> None:
         if getattr(self, "rpc", None) is not None:

@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import redis
 
@@ -109,6 +109,19 @@ class Stack:
     extra_env: dict[str, str] = field(default_factory=dict)
     services: list[ServiceProcess] = field(default_factory=list)
 
+    @classmethod
+    def for_emulator(cls, emulator: Any, work_dir: Path, **options: Any) -> Stack:
+        """The services, logging in to a local Salesforce as its integration user."""
+        integration = emulator.users["integration"]
+        return cls(
+            work_dir=work_dir,
+            salesforce_login_url=emulator.https_url,
+            salesforce_ca_file=emulator.ca_file,
+            salesforce_username=integration["username"],
+            salesforce_password=integration["password"],
+            **options,
+        )
+
     @property
     def amqp_uri(self) -> str:
         return f"pyamqp://guest:guest@127.0.0.1:5672/{self.vhost}"
@@ -149,6 +162,22 @@ class Stack:
             self.services.append(ServiceProcess(name, env, log_path))
         for service in self.services:
             service.start()
+
+    def wait_until_serving(self, rpc: Any, timeout: float = 60.0) -> None:
+        """Block until the platform services answer RPC (``rpc``: a started
+        ClusterRpcProxy on this stack's vhost)."""
+        from nameko.exceptions import UnknownService
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                rpc.contacts.count()
+                rpc.accounts.count()
+                return
+            except UnknownService:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def wait_until_streaming(self, timeout: float = 60.0) -> None:
         """Block until every sync instance has subscribed to its channels."""

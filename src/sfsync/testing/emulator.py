@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from sfsync.salesforce.client import Credentials, SalesforceClient
+
 logger = logging.getLogger(__name__)
 
 READY_FILE = "ready.json"
@@ -152,6 +154,16 @@ class EmulatorProcess:
         session.verify = self.ca_file
         session.trust_env = False
         return session
+
+    def client(self, role: str, client_name: str = "") -> SalesforceClient:
+        """The project's Salesforce client, logged in (lazily) as ``role``:
+        ``integration`` or ``sales``."""
+        user = self.users[role]
+        return SalesforceClient(
+            Credentials(self.https_url, user["username"], user["password"]),
+            ca_file=self.ca_file,
+            client_name=client_name or f"emulator-{role}",
+        )
 
     def stats(self) -> dict[str, Any]:
         """`GET /_emulator/stats` over plain HTTP."""

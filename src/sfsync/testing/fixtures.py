@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import redis
 
-from sfsync.salesforce.client import Credentials, SalesforceClient
+from sfsync.salesforce.client import SalesforceClient
 from sfsync.stack import create_vhost, delete_vhost
 from sfsync.testing.emulator import EmulatorProcess, start_emulator
 
@@ -49,19 +49,10 @@ def emulator(tmp_path: Path) -> Iterator[EmulatorProcess]:
     process.stop()
 
 
-def user_client(emulator: EmulatorProcess, role: str) -> SalesforceClient:
-    user = emulator.users[role]
-    return SalesforceClient(
-        Credentials(emulator.https_url, user["username"], user["password"]),
-        ca_file=emulator.ca_file,
-        client_name=f"test-{role}",
-    )
-
-
 @pytest.fixture
 def sales(emulator: EmulatorProcess) -> Iterator[SalesforceClient]:
     """A client logged in as the sales user: a person editing in Salesforce."""
-    client = user_client(emulator, "sales")
+    client = emulator.client("sales", "test-sales")
     yield client
     client.close()
 

@@ -123,19 +123,37 @@ class SalesforceLinked:
 
     @rpc
     def create_many(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Create each row on its own: ``{"id"}`` or ``{"error"}`` per row, in order.
+        """Create rows: ``{"id"}`` or ``{"error"}`` per row, in order.
 
-        One bad row does not stop the others.
+        A row that fails validation is refused alone; the others are
+        committed together, then announced one event each.
         """
-        results = []
+        results: list[dict[str, Any]] = []
+        created = []
         for position, data in enumerate(rows):
             try:
-                record = self.crud_model()
                 cleaned = self.crud_clean(data, partial=False, what=f"row {position}")
-                self.crud_assign(record, cleaned)
-                results.append({"id": self.crud_commit(record, "created")["id"]})
             except InvalidRecord as exc:
                 results.append({"error": str(exc)})
+                continue
+            record = self.crud_model()
+            self.crud_assign(record, cleaned)
+            created.append(record)
+            results.append({})
+        # The good rows in one transaction (the refused ones were never in
+        # it), then one event each.
+        session = self.db.session
+        session.add_all(created)
+        session.flush()
+        for record in created:
+            self.crud_before_commit(record, "created")
+        session.commit()
+        landed = iter(created)
+        for result in results:
+            if "error" not in result:
+                data = self.crud_serialize(next(landed))
+                self.crud_announce("created", data)
+                result["id"] = data["id"]
         return results
 
     @rpc(expected_exceptions=InvalidQuery)

@@ -109,11 +109,7 @@ def compare(
             f"SELECT {', '.join(('Id', EXTERNAL_ID_FIELD, *names))} FROM {sobject}"
         )
     )
-    platform = []
-    offset = 0
-    while page := list_page(offset, 1000):
-        platform += page
-        offset += len(page)
+    platform = list_all(list_page)
     result = Comparison(salesforce=len(records), platform=len(platform))
 
     by_salesforce_id = Counter(
@@ -148,6 +144,14 @@ def compare(
             _example(result, f"{sobject} {mine['id']} differs in {differing}")
     result.unpaired += sum(1 for p in platform if p["id"] not in paired_ids)
     return result
+
+
+def list_all(list_page: Callable) -> list[dict]:
+    """Every record, through ``list_page(offset, limit)`` a page at a time."""
+    records: list[dict] = []
+    while page := list_page(len(records), 1000):
+        records += page
+    return records
 
 
 def _example(result: Comparison, text: str) -> None:
@@ -477,7 +481,7 @@ class Demo:
         return result
 
     def _edit_both_sides(self) -> dict[str, int]:
-        contacts = self._all(self.rpc.contacts)
+        contacts = list_all(self.rpc.contacts.list)
         wanted = 2 * (self.updates + self.deletes)
         if wanted > len(contacts):
             # A small slice: scale the edits down to what there is.
@@ -549,13 +553,6 @@ class Demo:
             },
             "api_calls": stats["api_requests"].get(username, 0),
         }
-
-    @staticmethod
-    def _all(service: Any) -> list[dict]:
-        records: list[dict] = []
-        while page := service.list(len(records), 1000):
-            records += page
-        return records
 
     def _phase(self, name: str) -> _Timer:
         return _Timer(self.phases, name)

@@ -72,3 +72,21 @@ def test_a_failed_call_fails_every_row_of_its_batch():
 )
 def test_config(section, expected):
     assert batching_config({"BATCHING": section}) == expected
+
+
+def test_many_items_of_one_worker_share_batches_and_keep_their_own_outcomes():
+    batches = []
+
+    def flush(items):
+        batches.append(list(items))
+        return [ValueError(item) if item % 4 == 0 else item + 1 for item in items]
+
+    coalescer = Coalescer(max_size=3, max_wait=0.01)
+    other = eventlet.spawn(coalescer.submit, 101, flush)
+    eventlet.sleep(0)  # the other worker's item goes first
+    outcomes = coalescer.submit_many([1, 2, 4, 5], flush)
+
+    assert other.wait() == 102
+    assert batches == [[101, 1, 2], [4, 5]]
+    assert outcomes[:2] == [2, 3] and outcomes[3] == 6
+    assert isinstance(outcomes[2], ValueError)

@@ -8,9 +8,10 @@ own row's error, so one bad row fails alone. A batch goes out when it holds
 change does not wait for a batch to fill.
 
 ``Batches`` is the nameko dependency: a worker's ``submit(name, item, flush)``
-joins the container's batch called ``name``; ``flush(items)`` (the first
-item's, so it may use that worker's RPC proxy, alive while it waits) returns
-one result or exception per item, in order.
+joins the container's batch called ``name``; ``submit_many(name, items,
+flush)`` joins it with many items and gets a result or exception for each.
+``flush(items)`` (the first item's, so it may use that worker's RPC proxy,
+alive while it waits) returns one result or exception per item, in order.
 
 Config: ``BATCHING: {ENABLED: true, SIZE: 200, WAIT_MS: 20}``.
 """
@@ -46,6 +47,18 @@ class Coalescer:
 
     def submit(self, item: Any, flush: Flush) -> Any:
         """Add ``item``; block until its batch is sent; its result, or raise."""
+        outcome = self._add(item, flush).wait()
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def submit_many(self, items: list[Any], flush: Flush) -> list[Any]:
+        """Add ``items``; block until all are sent; a result or an exception
+        for each, in order (nothing is raised: each row has its own fate)."""
+        events = [self._add(item, flush) for item in items]
+        return [event.wait() for event in events]
+
+    def _add(self, item: Any, flush: Flush) -> Event:
         done = Event()
         if not self._items:
             self._flush = flush
@@ -54,10 +67,7 @@ class Coalescer:
         self._waiting.append(done)
         if len(self._items) >= self.max_size:
             self._send(cancel_timer=True)
-        outcome = done.wait()
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
+        return done
 
     def _send(self, cancel_timer: bool = False) -> None:
         items, waiting, flush = self._items, self._waiting, self._flush
@@ -103,6 +113,9 @@ class Batch:
 
     def submit(self, name: str, item: Any, flush: Flush) -> Any:
         return self._provider.coalescer(name).submit(item, flush)
+
+    def submit_many(self, name: str, items: list[Any], flush: Flush) -> list[Any]:
+        return self._provider.coalescer(name).submit_many(items, flush)
 
 
 class Batches(DependencyProvider):

@@ -13,6 +13,9 @@ process dies. The pending mark remembers how to call the method again;
 ``Debouncer.stale()`` lists marks whose lock is gone (their holder died), so a
 timer can schedule them again and no change is left behind.
 
+``Debouncer.run_many`` does the same for many keys in a few Redis round
+trips, for a worker that syncs many records at once.
+
 Why not ddebounce (the talk's library, which works here): its lock lives 30 s
 whatever the call takes, it repeats with the first caller's arguments, and a
 process that dies mid-run leaves the pending calls with nobody to run them.
@@ -31,7 +34,7 @@ from typing import Any
 import redis
 from nameko.containers import WorkerContext
 
-from sfsync.extensions.lock import KeptLock, RedisBacked
+from sfsync.extensions.lock import KeptLock, KeptLocks, RedisBacked
 
 __all__ = ["Debounce", "Debouncer", "debounced"]
 
@@ -72,6 +75,54 @@ class Debouncer:
             if not self._client.hexists(PENDING_KEY, key):
                 return ran
             log.debug("debounce: %s changed during the run, running again", key)
+
+    def run_many(
+        self, method: str, calls: dict[str, Any], call: Callable[[list], Any]
+    ) -> None:
+        """Debounce many keys at once: ``calls`` maps each key to the one
+        argument of ``method`` for it; ``call(arguments)`` runs for the keys
+        that are free, in bulk, as often as needed.
+
+        Each key behaves as under ``run``: a key running elsewhere is marked
+        pending (as ``method(argument)``, so that run, or the sweep, calls it
+        again); a key marked during this run runs once more. Redis is asked
+        a few times per round, not per key.
+        """
+        todo = dict(calls)
+        while todo:
+            lock = KeptLocks(
+                self._client, [LOCK_PREFIX + key for key in todo], self._ttl
+            )
+            taken = {name[len(LOCK_PREFIX) :] for name in lock.acquire()}
+            retry = self._mark_pending(
+                {key: [method, [todo[key]]] for key in todo if key not in taken}
+            )
+            held = [key for key in todo if key in taken]
+            if not held:
+                todo = {key: todo[key] for key in retry}
+                continue
+            self._client.hdel(PENDING_KEY, *held)
+            try:
+                call([todo[key] for key in held])
+            finally:
+                lock.release()
+            marked = self._client.hmget(PENDING_KEY, held)
+            again = [key for key, mark in zip(held, marked, strict=True) if mark]
+            if again:
+                log.debug("debounce: %s keys changed during the run", len(again))
+            todo = {key: todo[key] for key in (*again, *retry)}
+
+    def _mark_pending(self, marks: dict[str, list]) -> list[str]:
+        """Mark busy keys pending; the keys whose runner ended meanwhile
+        (nobody would see their mark: the caller tries them again)."""
+        if not marks:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        pipe.hset(PENDING_KEY, mapping={k: json.dumps(v) for k, v in marks.items()})
+        for key in marks:
+            pipe.exists(LOCK_PREFIX + key)
+        running = pipe.execute()[1:]
+        return [key for key, busy in zip(marks, running, strict=True) if not busy]
 
     def stale(self) -> Iterator[tuple[str, list]]:
         """Pending calls whose key nobody holds: their runner went away."""

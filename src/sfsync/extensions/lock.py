@@ -6,7 +6,12 @@ the lock is re-armed every third of its lifetime, so it outlives the slowest
 call inside; if the process dies, it lapses within ``ttl`` seconds. Release
 deletes the lock only if it is still ours.
 
-``KeptLock`` is the primitive underneath, shared with ``debounce``.
+``with self.locks.hold_free(names) as held:`` takes, in one round trip, those
+of many names that are free, and does not wait for the others: a bulk worker
+does what it holds and hands the rest on.
+
+``KeptLocks`` (and ``KeptLock``, one of them) is the primitive underneath,
+shared with ``debounce``.
 
 Config: ``REDIS_URIS: {<key>: redis://...}``.
 """
@@ -15,7 +20,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -24,7 +29,7 @@ import redis
 from nameko.containers import WorkerContext
 from nameko.extensions import DependencyProvider
 
-__all__ = ["KeptLock", "LockTimeout", "Locks", "RecordLock", "RedisBacked"]
+__all__ = ["KeptLock", "KeptLocks", "LockTimeout", "Locks", "RecordLock", "RedisBacked"]
 
 _RELEASE = """
 if redis.call("get", KEYS[1]) == ARGV[1] then
@@ -44,32 +49,59 @@ class LockTimeout(RuntimeError):
     pass
 
 
-class KeptLock:
-    """One Redis lock: try to take it, keep it alive while held, give it back."""
+class KeptLocks:
+    """Redis locks taken together: try each in one round trip, keep the ones
+    taken alive while held, give them back in one round trip."""
 
-    def __init__(self, client: redis.Redis, key: str, ttl: float) -> None:
+    def __init__(self, client: redis.Redis, keys: Iterable[str], ttl: float) -> None:
         self.client = client
-        self.key = key
+        self.keys = list(dict.fromkeys(keys))
         self.ttl_ms = max(int(ttl * 1000), 30)
         self.token = uuid.uuid4().hex
+        self.held: list[str] = []
         self._keeper: Any = None
 
-    def acquire(self) -> bool:
-        taken = self.client.set(self.key, self.token, nx=True, px=self.ttl_ms)
-        if taken:
+    def acquire(self) -> list[str]:
+        """Take every key nobody holds; the keys taken (also in ``held``)."""
+        pipe = self.client.pipeline(transaction=False)
+        for key in self.keys:
+            pipe.set(key, self.token, nx=True, px=self.ttl_ms)
+        taken = [key for key, ok in zip(self.keys, pipe.execute(), strict=True) if ok]
+        self.held.extend(taken)
+        if self.held and self._keeper is None:
             self._keeper = eventlet.spawn(self._rearm)
-        return bool(taken)
+        return taken
 
     def release(self) -> None:
         if self._keeper is not None:
             self._keeper.kill()
             self._keeper = None
-        self.client.eval(_RELEASE, 1, self.key, self.token)
+        self._each_held(_RELEASE)
+        self.held = []
 
     def _rearm(self) -> None:
         while True:
             eventlet.sleep(self.ttl_ms / 3000)
-            self.client.eval(_REARM, 1, self.key, self.token, self.ttl_ms)
+            self._each_held(_REARM, self.ttl_ms)
+
+    def _each_held(self, script: str, *args: Any) -> None:
+        if not self.held:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for key in self.held:
+            pipe.eval(script, 1, key, self.token, *args)
+        pipe.execute()
+
+
+class KeptLock(KeptLocks):
+    """One Redis lock: try to take it, keep it alive while held, give it back."""
+
+    def __init__(self, client: redis.Redis, key: str, ttl: float) -> None:
+        super().__init__(client, [key], ttl)
+        self.key = key
+
+    def acquire(self) -> bool:  # type: ignore[override]
+        return bool(super().acquire())
 
 
 class Locks:
@@ -80,6 +112,21 @@ class Locks:
         self._prefix = prefix
         self._ttl = ttl
         self._wait = wait
+
+    @contextmanager
+    def hold_free(self, names: Iterable[str]) -> Iterator[list[str]]:
+        """Hold those of ``names`` that nobody holds, without waiting: yields
+        the names held (a bulk caller hands the others on; waiting while
+        holding some could deadlock two bulk callers)."""
+        names = list(names)
+        locks = KeptLocks(
+            self._client, [self._prefix + name for name in names], self._ttl
+        )
+        taken = set(locks.acquire())
+        try:
+            yield [name for name in names if self._prefix + name in taken]
+        finally:
+            locks.release()
 
     @contextmanager
     def hold(self, name: str) -> Iterator[None]:

@@ -329,7 +329,7 @@ HOW_MEASURED = [
     "  API limit, a new RabbitMQ vhost `sfsync-bench`, Redis db 5 flushed, a new",
     "  SQLite file; one `contacts` and one `salesforce` service process.",
     "- **Bulk up**: the rows of `data/contacts.csv` that the platform accepts go",
-    "  through `sfsync.importer` to the `create_many` RPC in chunks of 100. The",
+    "  through `sfsync.importer` to the `create_many` RPC in chunks of 200. The",
     "  clock runs from the first chunk until every accepted contact is linked on",
     "  both sides (polled every 100 ms).",
     "- **Bulk down**: the same rows are created in Salesforce by the sales user",

@@ -46,7 +46,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CHUNK_SIZE = 100
+CHUNK_SIZE = 200  # one sObject Collections call when the sync writes them up
 MAX_FIELD_BYTES = 16 * 1024 * 1024
 OBJECTS: dict[str, tuple[Field, ...]] = {
     "contact": CONTACT_FIELDS,

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from sfsync.importer import ExportFileError, Importer, read_export
+from sfsync.importer import CHUNK_SIZE, ExportFileError, Importer, read_export
 from sfsync.mapping import ACCOUNT_FIELDS
 
 HEADER = '"Id","LastName","FirstName","Email","HasOptedOutOfEmail","Birthdate"\n'
@@ -170,7 +170,7 @@ def test_account_exports_map_with_the_account_table(tmp_path):
 
 
 def test_a_stop_request_ends_the_run_between_chunks(tmp_path):
-    body = "".join(f'"s{n}","Row {n}","","","false",""\n' for n in range(250))
+    body = "".join(f'"s{n}","Row {n}","","","false",""\n' for n in range(450))
     path = write(tmp_path, body)
     chunks = []
 
@@ -182,6 +182,6 @@ def test_a_stop_request_ends_the_run_between_chunks(tmp_path):
         read_export(path)
     )
 
-    assert chunks == [100]
+    assert chunks == [CHUNK_SIZE]
     assert report.stopped
-    assert len(report.ids) == 100
+    assert len(report.ids) == CHUNK_SIZE

@@ -14,14 +14,31 @@ and runs the method with ``(sobject_type, change_type, record_ids, payload)``;
 events whose ``changeOrigin`` names this client, or whose ``commitUser`` is
 the integration user, are dropped: the same loop breaker for CDC.
 
+Batch mode: with ``batch=True`` on either decorator, a worker gets the
+events of one ``/meta/connect`` reply on its channel as a list, at most
+``BATCH_LIMIT`` (200) a worker: ``(sobject_type, record_type,
+notifications)`` for PushTopic (each the ``notification`` above) and
+``(sobject_type, changes)`` for Change Data Capture (each ``{"change_type",
+"record_ids", "payload"}``, echoes dropped as above). A bulk load of
+thousands of records then costs tens of workers and Redis round trips, not
+thousands.
+
 Several instances: every instance receives every event; each event is
 claimed once in Redis by its channel and replay id (``sfsync:claimed:...``,
 kept 4 days, longer than any replay window), and only the claimer runs it.
+A claim is pending until its worker has run, and kept alive meanwhile; if
+its claimer dies first, it lapses and an instance that saw the event takes
+it over. In batch mode a reply's events are claimed in one round trip, and
+those another instance claimed are watched by one thread, with one ``MGET``
+a poll.
 
 Replay: the last replay id of each channel is stored in Redis, and only once
 every notification up to it has been handled (workers finish out of order;
 storing a later id first would skip an earlier one after a restart). After a
-restart the stream resumes after the stored id.
+restart the stream resumes after the stored id. When that id is past the
+org's retention, a query catches up on the gap: a worker per record found, or
+in batch mode per ``BATCH_LIMIT`` records, with arguments of the same shapes
+(notification type ``caught-up``, change type ``GAP_CATCH_UP``).
 
 Config: ``SALESFORCE`` (see ``sfsync.extensions.salesforce``) and
 ``REDIS_URIS: {<redis_key>: redis://...}``; the Redis key of a channel is
@@ -37,9 +54,9 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 from nameko.containers import WorkerContext
@@ -70,8 +87,10 @@ CLAIM_KEY_PREFIX = "sfsync:claimed:"
 # A claim must outlive the longest replay window (72 h for Change Data
 # Capture), or a replay after a long outage would run a notification twice.
 CLAIM_SECONDS = 4 * 24 * 3600
-CLAIM_PENDING_SECONDS = 30  # longer than scheduling one task takes
+CLAIM_PENDING_SECONDS = 30  # re-armed by its holder every third of it
 CLAIM_WATCH_SECONDS = 0.2
+BATCH_LIMIT = 200  # notifications in one batch worker's list
+FAILED_KEY = "sfsync:failed_notifications"
 _STORE_IF_LATER = """
 local current = tonumber(redis.call("get", KEYS[1]) or "-1")
 if tonumber(ARGV[1]) > current then
@@ -80,7 +99,17 @@ if tonumber(ARGV[1]) > current then
 end
 return 0
 """
+_REARM_PENDING = """
+for _, key in ipairs(KEYS) do
+    if redis.call("get", key) == ARGV[1] then
+        redis.call("expire", key, ARGV[2])
+    end
+end
+return 0
+"""
 DEFAULT_REDIS_KEY = "sync"
+
+T = TypeVar("T")
 
 
 class ReplayTracker:
@@ -117,6 +146,10 @@ class ReplayTracker:
             return self._safe if moved else None
 
 
+def _claim_keys(channel: str, replay_ids: Sequence[int]) -> list[str]:
+    return [f"{CLAIM_KEY_PREFIX}{channel}:{replay_id}" for replay_id in replay_ids]
+
+
 class StreamingClient(SharedExtension, ProviderCollector):
     """One CometD connection per container, feeding every registered handler."""
 
@@ -129,6 +162,7 @@ class StreamingClient(SharedExtension, ProviderCollector):
         self.trackers: dict[str, ReplayTracker] = {}
         self._tag = uuid.uuid4().hex[:6]
         self._catch_up_once_subscribed: set[str] = set()
+        self._held: set[str] = set()  # claim keys pending on this instance
 
     def setup(self) -> None:
         self.client = client_from_config(self.container.config)
@@ -153,6 +187,9 @@ class StreamingClient(SharedExtension, ProviderCollector):
             partial(self._run, self.session, handlers),
             identifier="salesforce-streaming",
         )
+        self.container.spawn_managed_thread(
+            self._keep_claims, identifier="claim-keeper"
+        )
 
     def stop(self) -> None:
         if self.session is not None:
@@ -167,12 +204,20 @@ class StreamingClient(SharedExtension, ProviderCollector):
         self, session: StreamingSession, handlers: dict[str, StreamingEntrypoint]
     ) -> None:
         self._declare(session, handlers)
-        for message in session.events():
-            handler = handlers.get(message.get("channel", ""))
-            if handler is None:
-                log.warning("streaming: message on unknown channel %s", message)
-                continue
-            handler.handle_message(message)
+        for batch in session.batches():
+            by_channel: dict[str, list[dict[str, Any]]] = {}
+            for message in batch:
+                by_channel.setdefault(message.get("channel", ""), []).append(message)
+            for channel, messages in by_channel.items():
+                handler = handlers.get(channel)
+                if handler is None:
+                    log.warning(
+                        "streaming: %s messages on unknown channel %r",
+                        len(messages),
+                        channel,
+                    )
+                    continue
+                handler.handle_messages(messages)
 
     def _declare(
         self, session: StreamingSession, handlers: dict[str, StreamingEntrypoint]
@@ -233,15 +278,17 @@ class StreamingClient(SharedExtension, ProviderCollector):
             self._catch_up_once_subscribed.add(channel)
         return REPLAY_ALL
 
-    def handled(self, channel: str, replay_id: int) -> None:
-        """A worker for ``replay_id`` ended: store the id if it is now safe."""
+    def handled(self, channel: str, *replay_ids: int) -> None:
+        """Workers for ``replay_ids`` ended: store the highest safe id, if
+        that moved, in one round trip."""
         assert self.redis is not None
         tracker = self.trackers[channel]
-        safe = tracker.done(replay_id)
-        if safe is None:
+        moves = [safe for safe in map(tracker.done, replay_ids) if safe is not None]
+        if not moves:
             return
         # Instances share the key: never move it backwards.
-        moved = self.redis.eval(_STORE_IF_LATER, 1, REPLAY_KEY_PREFIX + channel, safe)
+        key = REPLAY_KEY_PREFIX + channel
+        moved = self.redis.eval(_STORE_IF_LATER, 1, key, moves[-1])
         if moved and tracker.safe_at:
             self.redis.set(WATERMARK_KEY_PREFIX + channel, tracker.safe_at)
 
@@ -259,28 +306,68 @@ class StreamingClient(SharedExtension, ProviderCollector):
     def claim(self, channel: str, replay_id: int) -> bool:
         """True for exactly one instance at a time per notification.
 
-        A claim is first held for ``CLAIM_PENDING_SECONDS`` only; ``settle``
-        makes it last once its worker has run. So a claimer that dies on the
-        way lets the claim lapse, and another instance takes the event over.
+        A claim is first pending for ``CLAIM_PENDING_SECONDS``, re-armed by
+        this instance while it holds it; ``settle`` makes it last once its
+        worker has run. So a claimer that dies on the way lets the claim
+        lapse, and another instance takes the event over.
         """
-        assert self.redis is not None
-        key = f"{CLAIM_KEY_PREFIX}{channel}:{replay_id}"
-        pending = f"pending:{self.instance}"
-        return bool(self.redis.set(key, pending, nx=True, ex=CLAIM_PENDING_SECONDS))
+        return self.claim_all(channel, [replay_id])[0]
 
-    def settle(self, channel: str, replay_id: int) -> None:
-        """The claimed event's worker has run: keep the claim for good."""
+    def claim_all(self, channel: str, replay_ids: Sequence[int]) -> list[bool]:
+        """``claim`` for each of ``replay_ids``, in one round trip."""
         assert self.redis is not None
-        key = f"{CLAIM_KEY_PREFIX}{channel}:{replay_id}"
-        self.redis.set(key, "done", ex=CLAIM_SECONDS)
+        keys = _claim_keys(channel, replay_ids)
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.set(key, self._pending, nx=True, ex=CLAIM_PENDING_SECONDS)
+        won = [bool(ok) for ok in pipe.execute()]
+        self._held.update(key for key, ok in zip(keys, won, strict=True) if ok)
+        return won
+
+    def settle(self, channel: str, *replay_ids: int) -> None:
+        """The claimed events' worker has run: keep the claims for good."""
+        assert self.redis is not None
+        keys = _claim_keys(channel, replay_ids)
+        self._held.difference_update(keys)
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.set(key, "done", ex=CLAIM_SECONDS)
+        pipe.execute()
 
     def settled(self, channel: str, replay_id: int) -> bool | None:
         """True once settled, None while pending, False if the claim lapsed."""
+        return self.settled_all(channel, [replay_id])[0]
+
+    def settled_all(self, channel: str, replay_ids: Sequence[int]) -> list[bool | None]:
+        """``settled`` for each of ``replay_ids``, in one ``MGET``."""
         assert self.redis is not None
-        value = self.redis.get(f"{CLAIM_KEY_PREFIX}{channel}:{replay_id}")
-        if value is None:
-            return False
-        return True if value == "done" else None
+        values = self.redis.mget(_claim_keys(channel, replay_ids))
+        return [False if v is None else (True if v == "done" else None) for v in values]
+
+    def _keep_claims(self) -> None:
+        """Re-arm this instance's pending claims while their workers wait or
+        run: a batch worker may take longer than ``CLAIM_PENDING_SECONDS``.
+        Dies with the container, so the claims of a dead instance lapse."""
+        assert self.redis is not None
+        while True:
+            time.sleep(CLAIM_PENDING_SECONDS / 3)
+            held = list(self._held)
+            if not held:
+                continue
+            try:
+                self.redis.eval(
+                    _REARM_PENDING,
+                    len(held),
+                    *held,
+                    self._pending,
+                    CLAIM_PENDING_SECONDS,
+                )
+            except redis.RedisError as exc:
+                log.warning("streaming: could not re-arm %s claims: %s", len(held), exc)
+
+    @property
+    def _pending(self) -> str:
+        return f"pending:{self.instance}"
 
     @property
     def instance(self) -> str:
@@ -293,8 +380,10 @@ class StreamingEntrypoint(Entrypoint):
 
     ``enabled_by(config)``, when given, decides at start whether this
     entrypoint subscribes at all, so a service can carry a PushTopic and a
-    Change Data Capture entrypoint and let configuration pick one.
-    A failing worker is logged with its replay id and kept in the Redis list
+    Change Data Capture entrypoint and let configuration pick one. With
+    ``batch`` a worker gets a list of up to ``BATCH_LIMIT`` items (what a
+    per-event worker gets, one an event) instead of one event.
+    A failing worker is logged with its replay ids and kept in the Redis list
     ``sfsync:failed_notifications``; the stream goes on.
     """
 
@@ -302,10 +391,14 @@ class StreamingEntrypoint(Entrypoint):
     channel = ""
 
     def __init__(
-        self, enabled_by: Callable[[dict], bool] | None = None, **kwargs: Any
+        self,
+        enabled_by: Callable[[dict], bool] | None = None,
+        batch: bool = False,
+        **kwargs: Any,
     ) -> None:
         self.enabled_by = enabled_by
         self.enabled = False
+        self.batch = batch
         super().__init__(**kwargs)
 
     def setup(self) -> None:
@@ -321,23 +414,27 @@ class StreamingEntrypoint(Entrypoint):
     def declare(self, client: SalesforceClient) -> None:
         """Create what the channel needs on the Salesforce side, if anything."""
 
-    def worker_args(self, data: dict[str, Any]) -> tuple | None:
-        """The worker's arguments for an event, or None to skip it."""
+    def event_item(self, data: dict[str, Any]) -> Any:
+        """What a worker gets of one event's ``data``, or None to skip it."""
+        raise NotImplementedError
+
+    def catch_up_item(self, record_id: str) -> Any:
+        """What a worker gets of a record found by a catch-up query."""
+        raise NotImplementedError
+
+    def worker_args(self, items: list[Any]) -> tuple:
+        """The worker's arguments for its items: one, unless ``batch``."""
         raise NotImplementedError
 
     def event_time(self, data: dict[str, Any]) -> str | None:
         """When the event happened in Salesforce, ISO 8601, if it says."""
         return None
 
-    def catch_up_args(self, record_id: str) -> tuple:
-        """The worker's arguments for a record found by a catch-up query."""
-        raise NotImplementedError
-
     sobject_type = ""
     exclude_current_user = True
 
     def catch_up(self, client: SalesforceClient, since: str) -> None:
-        """Run a worker for every record changed since ``since`` (ISO 8601),
+        """Run workers for every record changed since ``since`` (ISO 8601),
         deleted ones included: the gap a lost replay id leaves."""
         start = datetime.datetime.fromisoformat(since.replace("Z", "+00:00"))
         start = (start - CATCH_UP_MARGIN).astimezone(datetime.UTC)
@@ -354,9 +451,9 @@ class StreamingEntrypoint(Entrypoint):
             len(ids),
             since,
         )
-        for record_id in ids:
+        for chunk in self._chunks([self.catch_up_item(i) for i in ids]):
             self.container.spawn_worker(
-                self, self.catch_up_args(record_id), {}, handle_result=self._caught_up
+                self, self.worker_args(chunk), {}, handle_result=self._caught_up
             )
 
     def _caught_up(
@@ -366,58 +463,110 @@ class StreamingEntrypoint(Entrypoint):
             log.error("catch-up on %s failed: %s", self.channel, exc_info[1])
         return result, exc_info
 
+    def handle_messages(self, messages: list[dict[str, Any]]) -> None:
+        """The messages of one connect reply on this channel, in order: one
+        claim round trip and workers of up to ``BATCH_LIMIT`` items with
+        ``batch``, else each message as ``handle_message`` does."""
+        if not self.batch:
+            for message in messages:
+                self.handle_message(message)
+            return
+        self._dispatch(self._receive(messages))
+
     def handle_message(self, message: dict[str, Any]) -> None:
-        data = message["data"]
-        replay_id = int(data["event"]["replayId"])
-        self.streaming.trackers[self.channel].received(replay_id, self.event_time(data))
-        args = self.worker_args(data)
-        if args is None:
-            self.streaming.handled(self.channel, replay_id)
-        elif self.streaming.claim(self.channel, replay_id):
-            self._run(replay_id, args)
-        else:
-            # Another instance has it. Count it handled only once that one
-            # has run it; should its claim lapse, take the event over.
+        self._dispatch(self._receive([message]))
+
+    def _receive(self, messages: list[dict[str, Any]]) -> list[tuple[int, Any]]:
+        """Track each message's replay id; its ``(replay_id, item)``, less
+        the skipped ones, which count as handled at once."""
+        tracker = self.streaming.trackers[self.channel]
+        entries, skipped = [], []
+        for message in messages:
+            data = message["data"]
+            replay_id = int(data["event"]["replayId"])
+            tracker.received(replay_id, self.event_time(data))
+            item = self.event_item(data)
+            if item is None:
+                skipped.append(replay_id)
+            else:
+                entries.append((replay_id, item))
+        self.streaming.handled(self.channel, *skipped)
+        return entries
+
+    def _dispatch(self, entries: list[tuple[int, Any]]) -> None:
+        if not entries:
+            return
+        mine, others = self._claim(entries)
+        self._run(mine)
+        if others:
+            # Another instance has these. Count them handled only once that
+            # one has run them; should its claims lapse, take them over.
             self.container.spawn_managed_thread(
-                partial(self._watch_claim, replay_id, args),
-                identifier=f"claim-watch-{replay_id}",
+                partial(self._watch_claims, others),
+                identifier=f"claim-watch-{others[0][0]}",
             )
 
-    def _run(self, replay_id: int, args: tuple) -> None:
-        self.container.spawn_worker(
-            self, args, {}, handle_result=partial(self._handled, replay_id)
-        )
+    def _claim(
+        self, entries: list[tuple[int, Any]]
+    ) -> tuple[list[tuple[int, Any]], list[tuple[int, Any]]]:
+        """The entries this instance claimed, and the others."""
+        won = self.streaming.claim_all(self.channel, [r for r, _ in entries])
+        mine = [entry for entry, ok in zip(entries, won, strict=True) if ok]
+        others = [entry for entry, ok in zip(entries, won, strict=True) if not ok]
+        return mine, others
 
-    def _watch_claim(self, replay_id: int, args: tuple) -> None:
-        while True:
-            state = self.streaming.settled(self.channel, replay_id)
-            if state:
-                self.streaming.handled(self.channel, replay_id)
-                return
-            if state is False and self.streaming.claim(self.channel, replay_id):
-                log.warning(
-                    "event %s on %s: its claimer went away; taking it over",
-                    replay_id,
-                    self.channel,
-                )
-                self._run(replay_id, args)
-                return
-            time.sleep(CLAIM_WATCH_SECONDS)
+    def _run(self, entries: list[tuple[int, Any]]) -> None:
+        for chunk in self._chunks(entries):
+            self.container.spawn_worker(
+                self,
+                self.worker_args([item for _, item in chunk]),
+                {},
+                handle_result=partial(self._handled, [r for r, _ in chunk]),
+            )
+
+    def _chunks(self, items: list[T]) -> Iterator[list[T]]:
+        size = BATCH_LIMIT if self.batch else 1
+        for start in range(0, len(items), size):
+            yield items[start : start + size]
+
+    def _watch_claims(self, entries: list[tuple[int, Any]]) -> None:
+        while entries:
+            states = self.streaming.settled_all(self.channel, [r for r, _ in entries])
+            pairs = list(zip(entries, states, strict=True))
+            self.streaming.handled(
+                self.channel, *(replay_id for (replay_id, _), s in pairs if s)
+            )
+            entries = [entry for entry, state in pairs if state is None]
+            lapsed = [entry for entry, state in pairs if state is False]
+            if lapsed:
+                taken, lost = self._claim(lapsed)
+                entries += lost
+                if taken:
+                    log.warning(
+                        "events %s on %s: their claimer went away; taking over",
+                        ",".join(str(replay_id) for replay_id, _ in taken),
+                        self.channel,
+                    )
+                    self._run(taken)
+            if entries:
+                time.sleep(CLAIM_WATCH_SECONDS)
 
     def _handled(
-        self, replay_id: int, worker_ctx: WorkerContext, result: Any, exc_info: Any
+        self,
+        replay_ids: list[int],
+        worker_ctx: WorkerContext,
+        result: Any,
+        exc_info: Any,
     ) -> tuple[Any, Any]:
         if exc_info is not None:
-            log.error("event %s on %s failed: %s", replay_id, self.channel, exc_info[1])
+            ids = ",".join(map(str, replay_ids))
+            log.error("events %s on %s failed: %s", ids, self.channel, exc_info[1])
             assert self.streaming.redis is not None
-            self.streaming.redis.rpush(
-                "sfsync:failed_notifications",
-                f"{self.channel} {replay_id} {worker_ctx.args!r} {exc_info[1]!r}"[
-                    :2000
-                ],
-            )
-        self.streaming.settle(self.channel, replay_id)
-        self.streaming.handled(self.channel, replay_id)
+            # Every id is kept; the arguments are cut to fit.
+            entry = f"{self.channel} {ids} {exc_info[1]!r} {worker_ctx.args!r}"
+            self.streaming.redis.rpush(FAILED_KEY, entry[: len(ids) + 2000])
+        self.streaming.settle(self.channel, *replay_ids)
+        self.streaming.handled(self.channel, *replay_ids)
         return result, exc_info
 
 
@@ -427,7 +576,8 @@ class SObjectNotificationHandler(StreamingEntrypoint):
     Declares the PushTopic at start; consumes ``/topic/<sobject_type>``; calls
     the method with ``(sobject_type, record_type, notification)`` where
     ``notification`` is the Bayeux ``data`` (``event`` with ``type`` and
-    ``replayId``, and ``sobject``).
+    ``replayId``, and ``sobject``). With ``batch=True``: ``(sobject_type,
+    record_type, notifications)``, a list of up to ``BATCH_LIMIT``.
     """
 
     def __init__(
@@ -483,22 +633,26 @@ class SObjectNotificationHandler(StreamingEntrypoint):
             client.create("PushTopic", {"Name": self.topic_name, **topic})
         log.info("PushTopic %s declared: %s", self.topic_name, topic["Query"])
 
-    def worker_args(self, data: dict[str, Any]) -> tuple:
-        return (self.sobject_type, self.record_type, data)
+    def event_item(self, data: dict[str, Any]) -> dict[str, Any]:
+        return data
+
+    def catch_up_item(self, record_id: str) -> dict[str, Any]:
+        return {"event": {"type": "caught-up"}, "sobject": {"Id": record_id}}
+
+    def worker_args(self, items: list[Any]) -> tuple:
+        return (self.sobject_type, self.record_type, items if self.batch else items[0])
 
     def event_time(self, data: dict[str, Any]) -> str | None:
         return data.get("event", {}).get("createdDate")
-
-    def catch_up_args(self, record_id: str) -> tuple:
-        notification = {"event": {"type": "caught-up"}, "sobject": {"Id": record_id}}
-        return (self.sobject_type, self.record_type, notification)
 
 
 class ChangeEventHandler(StreamingEntrypoint):
     """Entrypoint: one worker per Change Data Capture event of ``sobject_type``.
 
     Consumes ``/data/<sobject_type>ChangeEvent``; calls the method with
-    ``(sobject_type, change_type, record_ids, payload)``. With
+    ``(sobject_type, change_type, record_ids, payload)``; with ``batch=True``,
+    ``(sobject_type, changes)``, a list of up to ``BATCH_LIMIT`` dicts with
+    those three as ``change_type``, ``record_ids`` and ``payload``. With
     ``exclude_current_user`` (the default), events the service's own client
     caused are dropped: their ``changeOrigin`` names this client
     (``Sforce-Call-Options: client=...``) or their ``commitUser`` is the
@@ -517,16 +671,29 @@ class ChangeEventHandler(StreamingEntrypoint):
     def channel(self) -> str:  # type: ignore[override]
         return f"/data/{self.sobject_type}ChangeEvent"
 
-    def worker_args(self, data: dict[str, Any]) -> tuple | None:
+    def event_item(self, data: dict[str, Any]) -> dict[str, Any] | None:
         payload = data.get("payload", {})
         header = payload.get("ChangeEventHeader", {})
         if self.exclude_current_user and self._is_echo(header):
             return None
+        return {
+            "change_type": header.get("changeType", ""),
+            "record_ids": list(header.get("recordIds", [])),
+            "payload": payload,
+        }
+
+    def catch_up_item(self, record_id: str) -> dict[str, Any]:
+        return {"change_type": "GAP_CATCH_UP", "record_ids": [record_id], "payload": {}}
+
+    def worker_args(self, items: list[Any]) -> tuple:
+        if self.batch:
+            return (self.sobject_type, items)
+        change = items[0]
         return (
             self.sobject_type,
-            header.get("changeType", ""),
-            list(header.get("recordIds", [])),
-            payload,
+            change["change_type"],
+            change["record_ids"],
+            change["payload"],
         )
 
     def event_time(self, data: dict[str, Any]) -> str | None:
@@ -536,9 +703,6 @@ class ChangeEventHandler(StreamingEntrypoint):
             return None
         moment = datetime.datetime.fromtimestamp(stamp / 1000, datetime.UTC)
         return moment.isoformat()
-
-    def catch_up_args(self, record_id: str) -> tuple:
-        return (self.sobject_type, "GAP_CATCH_UP", [record_id], {})
 
     def _is_echo(self, header: dict[str, Any]) -> bool:
         client = self.streaming.client

@@ -1,11 +1,13 @@
 """Salesforce Streaming API over CometD (Bayeux) long-polling, with replay.
 
-Framework-free. ``StreamingSession.events()`` yields every event message of
-the subscribed channels and rides out what a long-lived stream meets: an
-unknown client (``403::Unknown client``: handshake and subscribe again), an
-expired session (``401::...``: log in again), and a dropped connection. On
-every new handshake it asks ``replay_from(channel)`` where to resume, so the
-caller's stored replay id decides what is delivered again.
+Framework-free. ``StreamingSession.batches()`` yields the event messages of
+the subscribed channels as each ``/meta/connect`` reply brings them, a list a
+reply; ``events()`` yields them one by one. Both ride out what a long-lived
+stream meets: an unknown client (``403::Unknown client``: handshake and
+subscribe again), an expired session (``401::...``: log in again), and a
+dropped connection. On every new handshake it asks ``replay_from(channel)``
+where to resume, so the caller's stored replay id decides what is delivered
+again.
 """
 
 from __future__ import annotations
@@ -78,7 +80,13 @@ class StreamingSession:
         return f"{session.instance_url}/cometd/{self.client.api_version}"
 
     def events(self) -> Iterator[dict[str, Any]]:
-        """Yield event messages until ``stop()``; reconnect as needed.
+        """Yield event messages one by one; see ``batches()``."""
+        for batch in self.batches():
+            yield from batch
+
+    def batches(self) -> Iterator[list[dict[str, Any]]]:
+        """Yield the event messages of each connect reply that has any, as a
+        list in delivery order, until ``stop()``; reconnect as needed.
 
         Nothing ends the stream but ``stop()``: an org that is down, a login
         refused or a subscription refused is logged and tried again after a
@@ -91,7 +99,9 @@ class StreamingSession:
                 self.subscribe_all()
                 pause = _RETRY_PAUSE
                 while self.running:
-                    yield from self.connect()
+                    batch = self.connect()
+                    if batch:
+                        yield batch
             except _Rehandshake:
                 log.info("streaming: server asked for a new handshake")
             except SessionExpired:

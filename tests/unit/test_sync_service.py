@@ -157,12 +157,16 @@ def test_platform_event_schedules_an_up_task(handler):
     service.tasks.schedule.assert_called_once_with("sync_contact_up", 7)
 
 
-def test_notification_schedules_a_down_task():
+def test_notifications_schedule_a_down_task_each_with_batching_off():
     service, _ = make_service()
+    notifications = [{"sobject": {"Id": i}} for i in ("003A", "003B", "003A")]
 
-    service.on_salesforce_contact("Contact", None, {"sobject": {"Id": "003A"}})
+    service.on_salesforce_contacts("Contact", None, notifications)
 
-    service.tasks.schedule.assert_called_once_with("sync_contact_down", "003A")
+    assert service.tasks.schedule.call_args_list == [
+        call("sync_contact_down", "003A"),
+        call("sync_contact_down", "003B"),
+    ]
 
 
 def test_unreachable_platform_becomes_a_retryable_error():
@@ -247,7 +251,7 @@ def test_account_events_schedule_account_tasks():
     service, _ = make_service()
 
     service.on_account_updated({"id": 3, "salesforce_id": None})
-    service.on_salesforce_account("Account", None, {"sobject": {"Id": "001A"}})
+    service.on_salesforce_accounts("Account", None, [{"sobject": {"Id": "001A"}}])
 
     assert service.tasks.schedule.call_args_list == [
         call("sync_account_up", 3),

@@ -3,7 +3,8 @@
 RPC to create, read, update, delete, list and count accounts (from
 ``CrudEntrypoints``) and what the sync calls (from ``SalesforceLinked``); an
 event after every committed change (``account_created``, ``account_updated``,
-``account_deleted``) with the account's id and Salesforce id. It shares the
+``account_deleted``) with the account's id and Salesforce id, or one
+``account_batch`` event per action from a bulk call. It shares the
 platform database with ``contacts``.
 """
 

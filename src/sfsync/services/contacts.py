@@ -3,7 +3,10 @@
 RPC to create, read, update, delete, list and count contacts (from
 ``CrudEntrypoints``; ``list`` and ``count`` take filters); an event after every
 committed change (``contact_created``, ``contact_updated``,
-``contact_deleted``) carrying the contact's id and Salesforce id. Changes made
+``contact_deleted``) carrying the contact's id and Salesforce id; the bulk
+calls (``create_many``, ``link_many``, ``upsert_many_from_salesforce``) send
+one ``contact_batch`` event per action instead, ``{"action", "records": [{"id",
+"salesforce_id"}, ...]}``. Changes made
 inside a ``sourced_from_salesforce`` context carry that flag on to their event,
 so the sync does not send them back up.
 """

@@ -21,8 +21,14 @@ Both ways, the trigger only schedules a task (over AMQP, keyed by the record
 id); the task is debounced per record, retried later per error kind, and
 dead-lettered when it cannot succeed. Each task fetches the current record
 from its source of truth; the trigger only says which record to look at. So a
-task is idempotent, and out-of-order or repeated triggers converge. The sync
-calls take lists of ids so that batching can slot in.
+task is idempotent, and out-of-order or repeated triggers converge.
+
+In bulk (``BATCHING.ENABLED``): a platform batch event (``create_many``) or a
+batch of Salesforce notifications schedules one task per 200 records; that
+task reads, writes and links them with one call each way (sObject
+Collections, ``get_many``, ``upsert_many_from_salesforce``, ``link_many``),
+and hands any record it cannot finish on to that record's own task. The
+one-record tasks' Salesforce calls are joined into Collections calls too.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ from sfsync.mapping import (
     CONTACT_FIELDS,
     EXTERNAL_ID_FIELD,
     Field,
+    InvalidFields,
     to_platform,
     to_salesforce,
 )
@@ -73,6 +80,7 @@ log = logging.getLogger(__name__)
 
 REDIS_KEY = "sync"
 MAX_PLATFORM_ID = 2**63 - 1
+BULK_SIZE = 200  # records per bulk task: one sObject Collections call
 DEBOUNCE_SWEEP_SECONDS = 10
 
 
@@ -162,17 +170,23 @@ PLATFORM_DOWN: dict[str, Any] = {
 }
 
 
+# What fails a whole call, not one row: a bulk task retries itself for these
+# and hands any other row's error on to that row's own task.
+WHOLE_CALL_ERRORS = (ServerUnavailable, SessionExpired, RequestRefused)
+
+
 def sync_task(
-    debounce_key: str, waits_for_related: bool = False
+    debounce_key: str | None = None, waits_for_related: bool = False
 ) -> Callable[[Callable], Callable]:
-    """A ``@task`` debounced per record and retried on each error kind's own
-    schedule (and, for a record with a related record, while it waits)."""
+    """A ``@task`` retried on each error kind's own schedule (and, for a
+    record with a related record, while it waits); debounced per record when
+    given ``debounce_key`` (bulk tasks debounce each of their records)."""
     policies = [SALESFORCE_DOWN, RATE_LIMITED, ROW_LOCKED, PLATFORM_DOWN]
     if waits_for_related:
         policies.append(RELATED_MISSING)
 
     def decorate(method: Callable) -> Callable:
-        wrapped = debounced(debounce_key)(method)
+        wrapped = debounced(debounce_key)(method) if debounce_key else method
         for policy in reversed(policies):
             wrapped = entrypoint_retry(**policy)(wrapped)
         return task(wrapped)
@@ -212,6 +226,10 @@ class SalesforceSyncService:
             "sync_contact_down": "down",
             "sync_account_up": "up",
             "sync_account_down": "down",
+            "sync_contacts_up": "up",
+            "sync_contacts_down": "down",
+            "sync_accounts_up": "up",
+            "sync_accounts_down": "down",
         }
     )
     tracer = Tracer()
@@ -242,6 +260,14 @@ class SalesforceSyncService:
     def on_account_deleted(self, payload: dict[str, Any]) -> None:
         self._platform_changed(ACCOUNT, payload)
 
+    @event_handler("contacts", "contact_batch", handler_type=SERVICE_POOL)
+    def on_contact_batch(self, payload: dict[str, Any]) -> None:
+        self._platform_batch(CONTACT, payload)
+
+    @event_handler("accounts", "account_batch", handler_type=SERVICE_POOL)
+    def on_account_batch(self, payload: dict[str, Any]) -> None:
+        self._platform_batch(ACCOUNT, payload)
+
     def _platform_changed(self, kind: Synced, payload: dict[str, Any]) -> None:
         if self.source.from_salesforce:
             log.debug(
@@ -250,33 +276,58 @@ class SalesforceSyncService:
             return
         self.tasks.schedule(f"sync_{kind.record}_up", payload["id"])
 
+    def _platform_batch(self, kind: Synced, payload: dict[str, Any]) -> None:
+        records = payload["records"]
+        if self.source.from_salesforce:
+            log.debug(
+                "up: %s %ss changed by the sync, dropped", len(records), kind.record
+            )
+            return
+        self._schedule(kind, "up", [record["id"] for record in records])
+
+    def _schedule(self, kind: Synced, direction: str, record_ids: list) -> None:
+        """Tasks for these records: one per record, or with batching on, one
+        per ``BULK_SIZE`` records."""
+        record_ids = list(dict.fromkeys(record_ids))
+        if not self.batch.enabled or len(record_ids) == 1:
+            for record_id in record_ids:
+                self.tasks.schedule(f"sync_{kind.record}_{direction}", record_id)
+            return
+        for start in range(0, len(record_ids), BULK_SIZE):
+            chunk = record_ids[start : start + BULK_SIZE]
+            self.tasks.schedule(f"sync_{kind.service}_{direction}", chunk)
+
     # -- triggers: Salesforce streaming ----------------------------------------
 
-    @handle_sobject_notification("Contact", enabled_by=streaming_mode("pushtopic"))
-    def on_salesforce_contact(
-        self, sobject_type: str, record_type: str | None, notification: dict
-    ) -> None:
-        self.tasks.schedule("sync_contact_down", notification["sobject"]["Id"])
+    # Notifications come in the batches Salesforce delivers them in.
 
-    @handle_sobject_notification("Account", enabled_by=streaming_mode("pushtopic"))
-    def on_salesforce_account(
-        self, sobject_type: str, record_type: str | None, notification: dict
+    @handle_sobject_notification(
+        "Contact", batch=True, enabled_by=streaming_mode("pushtopic")
+    )
+    def on_salesforce_contacts(
+        self, sobject_type: str, record_type: str | None, notifications: list
     ) -> None:
-        self.tasks.schedule("sync_account_down", notification["sobject"]["Id"])
+        ids = [notification["sobject"]["Id"] for notification in notifications]
+        self._schedule(CONTACT, "down", ids)
 
-    @handle_change_event("Contact", enabled_by=streaming_mode("cdc"))
-    def on_contact_change_event(
-        self, sobject_type: str, change_type: str, record_ids: list, payload: dict
+    @handle_sobject_notification(
+        "Account", batch=True, enabled_by=streaming_mode("pushtopic")
+    )
+    def on_salesforce_accounts(
+        self, sobject_type: str, record_type: str | None, notifications: list
     ) -> None:
-        for salesforce_id in record_ids:
-            self.tasks.schedule("sync_contact_down", salesforce_id)
+        ids = [notification["sobject"]["Id"] for notification in notifications]
+        self._schedule(ACCOUNT, "down", ids)
 
-    @handle_change_event("Account", enabled_by=streaming_mode("cdc"))
-    def on_account_change_event(
-        self, sobject_type: str, change_type: str, record_ids: list, payload: dict
-    ) -> None:
-        for salesforce_id in record_ids:
-            self.tasks.schedule("sync_account_down", salesforce_id)
+    @handle_change_event("Contact", batch=True, enabled_by=streaming_mode("cdc"))
+    def on_contact_change_events(self, sobject_type: str, changes: list) -> None:
+        ids = [record_id for change in changes for record_id in change["record_ids"]]
+        self._schedule(CONTACT, "down", ids)
+
+    @handle_change_event("Account", batch=True, enabled_by=streaming_mode("cdc"))
+    def on_account_change_events(self, sobject_type: str, changes: list) -> None:
+        ids = [record_id for change in changes for record_id in change["record_ids"]]
+        self._schedule(ACCOUNT, "down", ids)
 
     # -- tasks: debounced per record, retried per error kind -------------------
 
@@ -299,6 +350,28 @@ class SalesforceSyncService:
     def sync_account_down(self, salesforce_id: str) -> None:
         """Task: one Account down."""
         self._sync_one_down(ACCOUNT, salesforce_id)
+
+    # -- bulk tasks (batching on): many records, each debounced and locked ----
+
+    @sync_task()
+    def sync_contacts_up(self, contact_ids: list[int]) -> None:
+        """Task: many contacts up at once."""
+        self._sync_many(CONTACT, "up", contact_ids)
+
+    @sync_task()
+    def sync_contacts_down(self, salesforce_ids: list[str]) -> None:
+        """Task: many Contacts down at once."""
+        self._sync_many(CONTACT, "down", salesforce_ids)
+
+    @sync_task()
+    def sync_accounts_up(self, account_ids: list[int]) -> None:
+        """Task: many accounts up at once."""
+        self._sync_many(ACCOUNT, "up", account_ids)
+
+    @sync_task()
+    def sync_accounts_down(self, salesforce_ids: list[str]) -> None:
+        """Task: many Accounts down at once."""
+        self._sync_many(ACCOUNT, "down", salesforce_ids)
 
     @timer(interval=DEBOUNCE_SWEEP_SECONDS)
     def resume_debounced(self) -> None:
@@ -344,14 +417,9 @@ class SalesforceSyncService:
         return self.batch.submit(f"{kind.service}.get", record_id, proxy.get_many)
 
     def _salesforce_get(self, kind: Synced, salesforce_id: str) -> dict | None:
-        fields = kind.read_fields
         if not self.batch.enabled:
-            return self.salesforce.get(kind.sobject, salesforce_id, fields)
-
-        def retrieve(ids: list[str]) -> list:
-            return self.salesforce.retrieve_many(kind.sobject, ids, fields)
-
-        return self.batch.submit(f"{kind.sobject}.get", salesforce_id, retrieve)
+            return self.salesforce.get(kind.sobject, salesforce_id, kind.read_fields)
+        return self.batch.submit(*self._collection(kind, "get", salesforce_id))
 
     def _salesforce_update(
         self, kind: Synced, salesforce_id: str, fields: dict
@@ -359,12 +427,8 @@ class SalesforceSyncService:
         if not self.batch.enabled:
             self.salesforce.update(kind.sobject, salesforce_id, fields)
             return
-
-        def update(records: list[dict]) -> list:
-            return self.salesforce.update_many(kind.sobject, records)
-
         record = {**fields, "Id": salesforce_id}
-        self.batch.submit(f"{kind.sobject}.update", record, update)
+        self.batch.submit(*self._collection(kind, "update", record))
 
     def _salesforce_upsert(self, kind: Synced, fields: dict) -> UpsertResult:
         if not self.batch.enabled:
@@ -372,11 +436,29 @@ class SalesforceSyncService:
             return self.salesforce.upsert(
                 kind.sobject, EXTERNAL_ID_FIELD, value, fields
             )
+        return self.batch.submit(*self._collection(kind, "upsert", fields))
 
-        def upsert(records: list[dict]) -> list:
-            return self.salesforce.upsert_many(kind.sobject, EXTERNAL_ID_FIELD, records)
+    def _salesforce_rows(self, kind: Synced, operation: str, items: list) -> list:
+        """Many rows of one operation through the batch: a result or an
+        error for each, in order."""
+        if not items:
+            return []
+        return self.batch.submit_many(*self._collection(kind, operation, items))
 
-        return self.batch.submit(f"{kind.sobject}.upsert", fields, upsert)
+    def _collection(self, kind: Synced, operation: str, item: Any) -> tuple:
+        """(batch name, item, flush) for a ``get``, ``update`` or ``upsert``
+        of ``kind`` through sObject Collections."""
+        salesforce = self.salesforce
+        flushes: dict[str, Callable[[list], list]] = {
+            "get": lambda ids: salesforce.retrieve_many(
+                kind.sobject, ids, kind.read_fields
+            ),
+            "update": lambda records: salesforce.update_many(kind.sobject, records),
+            "upsert": lambda records: salesforce.upsert_many(
+                kind.sobject, EXTERNAL_ID_FIELD, records
+            ),
+        }
+        return f"{kind.sobject}.{operation}", item, flushes[operation]
 
     def _sync_one_up(self, kind: Synced, record_id: int) -> str | None:
         with self.locks.hold(f"{kind.record}:{record_id}"):
@@ -506,6 +588,200 @@ class SalesforceSyncService:
                 "to reach the platform"
             )
         return account_id
+
+    # -- many at once ------------------------------------------------------------
+    #
+    # A bulk task does in bulk what the one-record tasks do, for the records
+    # it can debounce and lock without waiting. Every record it cannot finish
+    # (locked elsewhere, deleted, waiting for its account, refused by either
+    # side) is handed on to its own one-record task, which has the full retry
+    # and dead-letter path; an error that fails a whole call makes the bulk
+    # task retry itself.
+
+    def _sync_many(self, kind: Synced, direction: str, record_ids: list) -> None:
+        handed_on: list = []
+        write = self._write_many_up if direction == "up" else self._write_many_down
+        calls = {f"{kind.record}:{direction}:{i}": i for i in record_ids}
+        try:
+            self.debounce.run_many(
+                f"sync_{kind.record}_{direction}",
+                calls,
+                lambda ids: self._locked_many(kind, direction, ids, handed_on, write),
+            )
+        finally:
+            for record_id in dict.fromkeys(handed_on):
+                self.tasks.schedule(f"sync_{kind.record}_{direction}", record_id)
+        log.info(
+            "%s: %s %ss synced in bulk, %s handed on to their own task",
+            direction,
+            len(record_ids) - len(set(handed_on)),
+            kind.record,
+            len(set(handed_on)),
+        )
+
+    def _locked_many(
+        self,
+        kind: Synced,
+        direction: str,
+        record_ids: list,
+        handed_on: list,
+        write: Callable[[Synced, list, list], None],
+    ) -> None:
+        if direction == "up":
+            names = {f"{kind.record}:{i}": i for i in record_ids}
+        else:
+            with platform_call():
+                known = self._platform(kind).find_many_by_salesforce_id(record_ids)
+            names = {
+                f"{kind.record}:{platform_id}"
+                if platform_id
+                else f"{kind.record}:sf:{salesforce_id}": salesforce_id
+                for salesforce_id, platform_id in zip(record_ids, known, strict=True)
+            }
+        with self.locks.hold_free(names) as held:
+            mine = [names[name] for name in held]
+            handed_on.extend(set(record_ids) - set(mine))
+            if mine:
+                write(kind, mine, handed_on)
+
+    def _write_many_up(self, kind: Synced, record_ids: list, handed_on: list) -> None:
+        with platform_call():
+            records = self._platform(kind).get_many(record_ids)
+        present = [record for record in records if record is not None]
+        handed_on.extend(  # gone: their own task deletes them in Salesforce
+            i for i, record in zip(record_ids, records, strict=True) if record is None
+        )
+        accounts = self._accounts_in_salesforce(present) if kind is CONTACT else {}
+        updates: list[tuple[dict, dict]] = []
+        upserts: list[tuple[dict, dict]] = []
+        for current in present:
+            fields = to_salesforce(current, kind.fields)
+            if kind is CONTACT:
+                account = current.get("account_id")
+                if account is not None and not accounts.get(account):
+                    handed_on.append(current["id"])  # waits for its account
+                    continue
+                fields["AccountId"] = accounts.get(account)
+            if current["salesforce_id"]:
+                updates.append((current, {**fields, "Id": current["salesforce_id"]}))
+            else:
+                upserts.append((current, fields))
+        failures: list[tuple[Any, Exception]] = []
+        updated = self._salesforce_rows(kind, "update", [row for _, row in updates])
+        for (current, _), outcome in zip(updates, updated, strict=True):
+            # Not found: deleted in Salesforce meanwhile; its notification
+            # brings the delete down (as in the one-record task).
+            if isinstance(outcome, Exception) and not isinstance(
+                outcome, RecordNotFound
+            ):
+                failures.append((current["id"], outcome))
+        links = []
+        upserted = self._salesforce_rows(kind, "upsert", [row for _, row in upserts])
+        for (current, _), outcome in zip(upserts, upserted, strict=True):
+            if isinstance(outcome, Exception):
+                failures.append((current["id"], outcome))
+            else:
+                links.append([current["id"], outcome.id])
+        if links:
+            with self.source.salesforce_change(), platform_call():
+                self._platform(kind).link_many(links)
+        self._hand_on(failures, handed_on)
+
+    def _accounts_in_salesforce(self, contacts: list[dict]) -> dict[int, str | None]:
+        """The Salesforce id of each account these contacts name (None when
+        the account is gone or not across yet)."""
+        wanted = list(
+            dict.fromkeys(c["account_id"] for c in contacts if c.get("account_id"))
+        )
+        if not wanted:
+            return {}
+        with platform_call():
+            accounts = self.accounts.get_many(wanted)
+        return {
+            account_id: account["salesforce_id"] if account else None
+            for account_id, account in zip(wanted, accounts, strict=True)
+        }
+
+    def _write_many_down(
+        self, kind: Synced, salesforce_ids: list, handed_on: list
+    ) -> None:
+        failures: list[tuple[Any, Exception]] = []
+        present = []
+        fetched = self._salesforce_rows(kind, "get", salesforce_ids)
+        for salesforce_id, outcome in zip(salesforce_ids, fetched, strict=True):
+            if isinstance(outcome, Exception):
+                failures.append((salesforce_id, outcome))
+            elif outcome is None or outcome.get("IsDeleted"):
+                handed_on.append(salesforce_id)  # its own task deletes it
+            else:
+                present.append(outcome)
+        accounts = self._accounts_on_platform(present) if kind is CONTACT else {}
+        rows, sent = [], []
+        for record in present:
+            try:
+                data = to_platform(record, kind.fields)
+            except InvalidFields:
+                handed_on.append(record["Id"])  # its own task dead-letters it
+                continue
+            if kind is CONTACT:
+                account = record.get("AccountId")
+                if account and accounts.get(account) is None:
+                    handed_on.append(record["Id"])  # waits for its Account
+                    continue
+                data["account_id"] = accounts.get(account) if account else None
+            platform_id = as_platform_id(record.get(EXTERNAL_ID_FIELD))
+            rows.append(
+                {
+                    "salesforce_id": record["Id"],
+                    "platform_id": platform_id,
+                    "data": data,
+                }
+            )
+            sent.append(record)
+        results = []
+        if rows:
+            with self.source.salesforce_change(), platform_call():
+                results = self._platform(kind).upsert_many_from_salesforce(rows)
+        links = []
+        for record, result in zip(sent, results, strict=True):
+            if "error" in result or result["deleted"]:
+                # Refused (its own task dead-letters it with the reason), or
+                # deleted on the platform (its own task deletes it here).
+                handed_on.append(record["Id"])
+            elif record.get(EXTERNAL_ID_FIELD) != str(result["id"]):
+                links.append({"Id": record["Id"], EXTERNAL_ID_FIELD: str(result["id"])})
+        linked = self._salesforce_rows(kind, "update", links)
+        for link, outcome in zip(links, linked, strict=True):
+            if isinstance(outcome, Exception) and not isinstance(
+                outcome, RecordNotFound
+            ):
+                failures.append((link["Id"], outcome))
+        self._hand_on(failures, handed_on)
+
+    def _accounts_on_platform(self, records: list[dict]) -> dict[str, int | None]:
+        """The platform id of each Account these Contacts name (None when it
+        is not on the platform yet)."""
+        wanted = list(
+            dict.fromkeys(r["AccountId"] for r in records if r.get("AccountId"))
+        )
+        if not wanted:
+            return {}
+        with platform_call():
+            found = self.accounts.find_many_by_salesforce_id(wanted)
+        return dict(zip(wanted, found, strict=True))
+
+    @staticmethod
+    def _hand_on(failures: list[tuple[Any, Exception]], handed_on: list) -> None:
+        """Rows that failed alone go to their own task; an error that failed
+        a whole call is raised, so the bulk task retries on its schedule."""
+        whole = [exc for _, exc in failures if isinstance(exc, WHOLE_CALL_ERRORS)]
+        handed_on.extend(
+            record_id
+            for record_id, exc in failures
+            if not isinstance(exc, WHOLE_CALL_ERRORS)
+        )
+        if whole:
+            raise whole[0]
 
 
 def as_platform_id(value: Any) -> int | None:

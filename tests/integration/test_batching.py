@@ -3,6 +3,7 @@
 import pytest
 import requests
 
+from sfsync.deadletters import list_dead_letters
 from sfsync.testing.fixtures import wait_for
 
 pytestmark = pytest.mark.integration
@@ -103,3 +104,25 @@ def test_bulk_contacts_wait_for_their_accounts_and_land_with_them(platform, sale
         platform.accounts.find_by_salesforce_id(account) for account in accounts
     }
     assert {contact["account_id"] for contact in landed} == platform_accounts
+
+
+def test_a_row_the_platform_refuses_waits_in_dead_letters_by_name(
+    platform, sales, service_config
+):
+    records = [
+        {"attributes": {"type": "Contact"}, "LastName": f"Down {n}"}
+        for n in range(RECORDS)
+    ]
+    records[7]["LastName"] = "   "  # Salesforce takes it; the platform cannot
+    ids = create_records(sales, records)
+
+    letters = wait_for(
+        lambda: list_dead_letters(service_config["AMQP_URI"], "salesforce"),
+        timeout=30,
+    )
+    wait_for(lambda: platform.contacts.count(linked=True) == RECORDS - 1, timeout=30)
+    [letter] = letters
+    assert (letter.task, letter.body["args"]) == ("sync_contact_down", [ids[7]])
+    assert letter.error_type == "RecordRefused"
+    assert f"Salesforce Contact {ids[7]}" in letter.error
+    assert "last_name" in letter.error

@@ -10,6 +10,7 @@ from sfsync.salesforce.client import UpsertResult
 from sfsync.salesforce.errors import RecordNotFound
 from sfsync.services.salesforce_sync import (
     PlatformUnavailable,
+    RecordRefused,
     RelatedRecordGone,
     RelatedRecordMissing,
     SalesforceSyncService,
@@ -266,3 +267,15 @@ def test_a_contact_naming_an_account_that_does_not_exist_is_not_retried():
 
     with pytest.raises(RelatedRecordGone, match="account 404, which does not exist"):
         service.sync_contact_up(7)
+
+
+def test_a_salesforce_record_the_platform_cannot_take_is_refused_by_name():
+    service, _ = make_service()
+    service.salesforce.get.return_value = {"Id": "003BAD", "LastName": "   "}
+
+    with pytest.raises(RecordRefused) as refused:
+        service.sync_contact_down("003BAD")
+
+    assert "Salesforce Contact 003BAD" in str(refused.value)
+    assert "last_name" in str(refused.value)
+    service.contacts.upsert_from_salesforce.assert_not_called()

@@ -101,6 +101,11 @@ class RelatedRecordGone(Exception):
     """A record names a related record that does not exist: no retry helps."""
 
 
+class RecordRefused(ValueError):
+    """A Salesforce record holds values the platform cannot take: no retry
+    helps; it waits in dead letters, named, until fixed and replayed."""
+
+
 class RelatedRecordMissing(Exception):
     """A record's related record (a contact's account) is not yet in the
     system it is going to; try again once it has gone across."""
@@ -545,7 +550,13 @@ class SalesforceSyncService:
                     "down: %s deleted, %s %s removed", salesforce_id, kind.record, gone
                 )
                 return None
-            data = to_platform(record, kind.fields)
+            try:
+                data = to_platform(record, kind.fields)
+            except InvalidFields as exc:
+                raise RecordRefused(
+                    f"Salesforce {kind.sobject} {salesforce_id} cannot go to "
+                    f"the platform: {exc}"
+                ) from exc
             if kind is CONTACT:
                 data["account_id"] = self._platform_account(salesforce_id, record)
             return self._write_down(kind, salesforce_id, record, data)

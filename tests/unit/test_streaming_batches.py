@@ -336,13 +336,46 @@ def test_a_lapsed_claim_another_instance_takes_first_is_watched_on(monkeypatch):
     assert stored_replay_id(handler) == "1"
 
 
-def test_a_failed_batch_worker_is_kept_with_its_replay_ids():
+def run_retries(handler):
+    """Run the retry threads the failed workers left, until none is left."""
+    while handler.container.threads:
+        handler.container.threads.pop(0)()
+
+
+@pytest.fixture
+def no_retry_pauses(monkeypatch):
+    monkeypatch.setattr(streaming, "WORKER_RETRY_SECONDS", (0.0, 0.0, 0.0))
+
+
+def test_a_failed_worker_runs_again_with_its_claims_held(no_retry_pauses):
+    failures = ["broker away"]
+
+    def flaky(*args):
+        if failures:
+            raise ConnectionError(failures.pop())
+
+    handler = entrypoint(SObjectNotificationHandler, method=flaky)
+
+    handler.handle_messages([notification(replay_id) for replay_id in (4, 5)])
+    assert handler.streaming.redis.values[claim_key(TOPIC, 5)].startswith("pending:")
+    assert stored_replay_id(handler) is None
+    run_retries(handler)
+
+    assert len(handler.container.workers) == 2
+    assert FAILED_KEY not in handler.streaming.redis.lists
+    assert handler.streaming.redis.values[claim_key(TOPIC, 5)] == "done"
+    assert stored_replay_id(handler) == "5"
+
+
+def test_a_failed_batch_worker_is_kept_with_its_replay_ids(no_retry_pauses):
     def fail(*args):
         raise ValueError("bad batch")
 
     handler = entrypoint(SObjectNotificationHandler, method=fail)
 
     handler.handle_messages([notification(replay_id) for replay_id in (4, 5, 6)])
+    run_retries(handler)
+    assert len(handler.container.workers) == 1 + len(streaming.WORKER_RETRY_SECONDS)
 
     [entry] = handler.streaming.redis.lists[FAILED_KEY]
     assert entry.startswith(f"{TOPIC} 4,5,6 ValueError('bad batch')")

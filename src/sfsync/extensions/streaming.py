@@ -91,6 +91,8 @@ CLAIM_PENDING_SECONDS = 30  # re-armed by its holder every third of it
 CLAIM_WATCH_SECONDS = 0.2
 BATCH_LIMIT = 200  # notifications in one batch worker's list
 FAILED_KEY = "sfsync:failed_notifications"
+# Pauses before running a failed worker again, with its claims held.
+WORKER_RETRY_SECONDS = (1.0, 5.0, 30.0)
 _STORE_IF_LATER = """
 local current = tonumber(redis.call("get", KEYS[1]) or "-1")
 if tonumber(ARGV[1]) > current then
@@ -383,8 +385,10 @@ class StreamingEntrypoint(Entrypoint):
     Change Data Capture entrypoint and let configuration pick one. With
     ``batch`` a worker gets a list of up to ``BATCH_LIMIT`` items (what a
     per-event worker gets, one an event) instead of one event.
-    A failing worker is logged with its replay ids and kept in the Redis list
-    ``sfsync:failed_notifications``; the stream goes on.
+    A failing worker runs again after each pause of ``WORKER_RETRY_SECONDS``
+    (its claims held meanwhile); one that still fails is logged with its
+    replay ids and kept in the Redis list ``sfsync:failed_notifications``;
+    the stream goes on.
     """
 
     streaming = StreamingClient()
@@ -515,14 +519,18 @@ class StreamingEntrypoint(Entrypoint):
         others = [entry for entry, ok in zip(entries, won, strict=True) if not ok]
         return mine, others
 
-    def _run(self, entries: list[tuple[int, Any]]) -> None:
+    def _run(self, entries: list[tuple[int, Any]], attempt: int = 0) -> None:
         for chunk in self._chunks(entries):
             self.container.spawn_worker(
                 self,
                 self.worker_args([item for _, item in chunk]),
                 {},
-                handle_result=partial(self._handled, [r for r, _ in chunk]),
+                handle_result=partial(self._handled, chunk, attempt),
             )
+
+    def _run_later(self, entries: list[tuple[int, Any]], attempt: int) -> None:
+        time.sleep(WORKER_RETRY_SECONDS[attempt - 1])
+        self._run(entries, attempt)
 
     def _chunks(self, items: list[T]) -> Iterator[list[T]]:
         size = BATCH_LIMIT if self.batch else 1
@@ -553,13 +561,31 @@ class StreamingEntrypoint(Entrypoint):
 
     def _handled(
         self,
-        replay_ids: list[int],
+        entries: list[tuple[int, Any]],
+        attempt: int,
         worker_ctx: WorkerContext,
         result: Any,
         exc_info: Any,
     ) -> tuple[Any, Any]:
+        replay_ids = [replay_id for replay_id, _ in entries]
+        ids = ",".join(map(str, replay_ids))
+        if exc_info is not None and attempt < len(WORKER_RETRY_SECONDS):
+            # Most likely the broker or Redis went away for a moment: the
+            # claims stay held (and re-armed) while the worker waits.
+            pause = WORKER_RETRY_SECONDS[attempt]
+            log.warning(
+                "events %s on %s failed: %s; trying again in %s s",
+                ids,
+                self.channel,
+                exc_info[1],
+                pause,
+            )
+            self.container.spawn_managed_thread(
+                partial(self._run_later, entries, attempt + 1),
+                identifier=f"streaming-retry-{replay_ids[0]}",
+            )
+            return result, exc_info
         if exc_info is not None:
-            ids = ",".join(map(str, replay_ids))
             log.error("events %s on %s failed: %s", ids, self.channel, exc_info[1])
             assert self.streaming.redis is not None
             # Every id is kept; the arguments are cut to fit.

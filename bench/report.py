@@ -251,7 +251,9 @@ def markdown(results: dict[str, Any]) -> str:
         f"one every {s['spacing_ms']:g} ms, {_times(s['latency_repetitions'])}",
         "",
         "Batching is switched by `SFSYNC_BATCHING` (0 = off, 1 = on) in the",
-        "services' environment; the latency runs also set `SFSYNC_DEBOUNCE_MIN=1`.",
+        "services' environment. The debounce has no window to set to its",
+        "minimum: a change runs at once, and changes arriving while it runs",
+        "collapse into one more run.",
         "Each cell is the median of the repetitions, with min–max in brackets.",
         "",
         "| scenario | figure | batching off | batching on | on/off "

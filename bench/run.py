@@ -206,12 +206,8 @@ def _run_on_snapshot(
 MAX_WORKERS = {"off": "10", "on": "200"}
 
 
-def _env(mode: str, **extra: str) -> dict[str, str]:
-    return {
-        "SFSYNC_BATCHING": MODE_ENV[mode],
-        "SYNC_MAX_WORKERS": MAX_WORKERS[mode],
-        **extra,
-    }
+def _env(mode: str) -> dict[str, str]:
+    return {"SFSYNC_BATCHING": MODE_ENV[mode], "SYNC_MAX_WORKERS": MAX_WORKERS[mode]}
 
 
 def _bulk(
@@ -238,7 +234,7 @@ def _latency(
 ) -> dict[str, dict]:
     work_dir = args.work_dir / f"latency-{mode}-{number}"
     _say(f"latency, batching {mode}, repetition {number}: {edits} edits each way")
-    with BenchStack(work_dir, _env(mode, SFSYNC_DEBOUNCE_MIN="1")) as bench:
+    with BenchStack(work_dir, _env(mode)) as bench:
         both = scenarios.latency(bench, rows, edits, args.spacing_ms / 1000)
     for run in both.values():
         run["load_average_1m"] = round(os.getloadavg()[0], 2)

@@ -618,3 +618,19 @@ def test_upsert_from_salesforce_updates_the_record_another_worker_created(
     sync.dispatch.assert_called_once_with(
         "contact_updated", {"id": winner, "salesforce_id": "003RACE"}
     )
+
+
+# -- deleted_salesforce_id --------------------------------------------------------
+
+
+def test_a_deleted_record_still_tells_which_salesforce_record_it_was(user):
+    linked = linked_contact(user, "Linked", "003L")
+    unlinked = user.create({"last_name": "Unlinked"})["id"]
+    alive = linked_contact(user, "Alive", "003A")
+
+    user.delete(linked)
+    user.delete(unlinked)
+
+    assert user.deleted_salesforce_id(linked) == "003L"
+    assert user.deleted_salesforce_id(unlinked) is None
+    assert user.deleted_salesforce_id(alive) is None

@@ -39,6 +39,10 @@ class NoBatching:
     enabled = False
 
 
+class BatchingOn:
+    enabled = True
+
+
 def make_service(context_data=None):
     ctx = FakeWorkerContext(context_data)
     service = worker_factory(
@@ -105,11 +109,46 @@ def test_update_of_a_contact_deleted_in_salesforce_does_not_recreate_it():
 def test_deleted_platform_contact_is_deleted_in_salesforce():
     service, _ = make_service()
     service.contacts.get.return_value = None
+    service.contacts.deleted_salesforce_id.return_value = None
     service.salesforce.query.return_value = iter([{"Id": "003A"}])
 
     service.sync_up([7])
 
     service.salesforce.delete.assert_called_once_with("Contact", "003A")
+
+
+def test_a_deleted_contact_not_yet_named_in_salesforce_is_deleted_by_its_link():
+    # Created in Salesforce and brought down, then deleted on the platform
+    # before its Platform_Id__c was written back: the tombstone knows it.
+    service, _ = make_service()
+    service.contacts.get.return_value = None
+    service.contacts.deleted_salesforce_id.return_value = "003NEW"
+    service.salesforce.query.return_value = iter([{"Id": "003NEW"}, {"Id": "003B"}])
+
+    service.sync_up([7])
+
+    service.contacts.deleted_salesforce_id.assert_called_once_with(7)
+    assert service.salesforce.delete.call_args_list == [
+        call("Contact", "003NEW"),
+        call("Contact", "003B"),
+    ]
+
+
+def test_stale_debounced_calls_resume_in_bulk_with_batching_on():
+    service, _ = make_service()
+    service.batch = BatchingOn()
+    service.debounce.stale = lambda: iter(
+        [("sync_contact_up", [1]), ("sync_account_down", ["001A"]),
+         ("sync_contact_up", [2]), ("other_task", [3, 4])]
+    )  # fmt: skip
+
+    service.resume_debounced()
+
+    assert service.tasks.schedule.call_args_list == [
+        call("sync_contacts_up", [1, 2]),
+        call("sync_account_down", "001A"),
+        call("other_task", 3, 4),
+    ]
 
 
 def test_salesforce_change_is_written_down_flagged_and_linked_back():

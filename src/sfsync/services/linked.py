@@ -252,6 +252,18 @@ class SalesforceLinked:
             found.update(rows.tuples().all())
         return [found.get(salesforce_id) for salesforce_id in salesforce_ids]
 
+    @rpc
+    def deleted_salesforce_id(self, record_id: int) -> str | None:
+        """The Salesforce id a deleted record was linked to, from its
+        tombstone; None if it was never linked (or is not deleted)."""
+        return self.db.session.scalars(
+            select(Tombstone.salesforce_id)
+            .where(Tombstone.record == self.crud_record)
+            .where(Tombstone.record_id == record_id)
+            .where(Tombstone.salesforce_id.is_not(None))
+            .limit(1)
+        ).first()
+
     # -- calls the sync makes -------------------------------------------
 
     @rpc(expected_exceptions=(InvalidRecord, LinkConflict))

@@ -380,10 +380,19 @@ class SalesforceSyncService:
 
     @timer(interval=DEBOUNCE_SWEEP_SECONDS)
     def resume_debounced(self) -> None:
-        """Reschedule debounced calls whose runner died before running them."""
+        """Reschedule debounced calls whose runner died before running them
+        (in bulk tasks where there are many of one kind)."""
+        stale: dict[str, list] = {}
         for method, args in self.debounce.stale():
-            log.info("debounce: resuming %s%s", method, tuple(args))
-            self.tasks.schedule(method, *args)
+            stale.setdefault(method, []).append(args)
+        for method, calls in stale.items():
+            log.info("debounce: resuming %s calls of %s", len(calls), method)
+            kind, _, direction = method.removeprefix("sync_").partition("_")
+            if kind in KINDS and all(len(args) == 1 for args in calls):
+                self._schedule(KINDS[kind], direction, [args[0] for args in calls])
+                continue
+            for args in calls:
+                self.tasks.schedule(method, *args)
 
     # -- by hand (an operator, Slack, a replay) --------------------------------
 
@@ -525,13 +534,21 @@ class SalesforceSyncService:
         return account["salesforce_id"]
 
     def _delete_in_salesforce(self, kind: Synced, record_id: int) -> None:
+        """Delete what stands for a deleted platform record in Salesforce: the
+        record its tombstone names, and any carrying its Platform_Id__c (one
+        created from the platform may not have been linked yet; one created
+        in Salesforce may not carry the platform id yet)."""
+        with platform_call():
+            buried = self._platform(kind).deleted_salesforce_id(record_id)
         found = self.salesforce.query(
             f"SELECT Id FROM {kind.sobject} "
             f"WHERE {EXTERNAL_ID_FIELD} = '{soql_quote(str(record_id))}'"
         )
-        for record in found:
-            self.salesforce.delete(kind.sobject, record["Id"])
-            log.info("up: %s %s deleted %s", kind.record, record_id, record["Id"])
+        targets = dict.fromkeys([buried] if buried else [])
+        targets.update(dict.fromkeys(record["Id"] for record in found))
+        for salesforce_id in targets:
+            if self.salesforce.delete(kind.sobject, salesforce_id):
+                log.info("up: %s %s deleted %s", kind.record, record_id, salesforce_id)
 
     # -- down --------------------------------------------------------------------
 

@@ -5,10 +5,11 @@ and the RPC the sync needs on a record that is linked to Salesforce.
 ``create_many``, ``count`` (with ``linked``), ``change_counts``,
 ``find_by_salesforce_id`` and ``find_many_by_salesforce_id``,
 ``upsert_from_salesforce`` and ``upsert_many_from_salesforce``,
-``link_salesforce_id`` and ``link_many``, and ``delete_by_salesforce_id``.
-Every committed change is logged with its source (``platform`` or
-``salesforce``); every delete leaves a tombstone, so a Salesforce change that
-crosses a platform delete cannot bring the record back.
+``link_salesforce_id`` and ``link_many``, ``delete_by_salesforce_id`` and
+``deleted_salesforce_id``. Every committed change is logged with its source
+(``platform`` or ``salesforce``); every delete leaves a tombstone, so a
+Salesforce change that crosses a platform delete cannot bring the record
+back, and the sync still knows which Salesforce record to delete.
 
 A one-record call announces its change as ``<record>_created``,
 ``<record>_updated`` or ``<record>_deleted``. A bulk call (``create_many``,

@@ -40,7 +40,12 @@ def create_vhost(name: str) -> None:
 
 
 def delete_vhost(name: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", name], check=False)
+    """Delete the vhost if there is one (quietly when there is none)."""
+    subprocess.run(
+        ["rabbitmqctl", "-q", "delete_vhost", name],
+        check=False,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 class ServiceProcess:

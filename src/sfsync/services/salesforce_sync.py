@@ -703,6 +703,13 @@ class SalesforceSyncService:
                 outcome, RecordNotFound
             ):
                 failures.append((current["id"], outcome))
+            elif outcome is None:
+                log.debug(
+                    "up: %s %s updated %s",
+                    kind.record,
+                    current["id"],
+                    current["salesforce_id"],
+                )
         links = []
         upserted = self._salesforce_rows(kind, "upsert", [row for _, row in upserts])
         for (current, _), outcome in zip(upserts, upserted, strict=True):
@@ -710,6 +717,13 @@ class SalesforceSyncService:
                 failures.append((current["id"], outcome))
             else:
                 links.append([current["id"], outcome.id])
+                log.debug(
+                    "up: %s %s %s %s",
+                    kind.record,
+                    current["id"],
+                    "created" if outcome.created else "updated",
+                    outcome.id,
+                )
         if links:
             with self.source.salesforce_change(), platform_call():
                 self._platform(kind).link_many(links)
@@ -776,7 +790,15 @@ class SalesforceSyncService:
                 # Refused (its own task dead-letters it with the reason), or
                 # deleted on the platform (its own task deletes it here).
                 handed_on.append(record["Id"])
-            elif record.get(EXTERNAL_ID_FIELD) != str(result["id"]):
+                continue
+            log.debug(
+                "down: %s %s %s %s",
+                record["Id"],
+                "created" if result["created"] else "updated",
+                kind.record,
+                result["id"],
+            )
+            if record.get(EXTERNAL_ID_FIELD) != str(result["id"]):
                 links.append({"Id": record["Id"], EXTERNAL_ID_FIELD: str(result["id"])})
         linked = self._salesforce_rows(kind, "update", links)
         for link, outcome in zip(links, linked, strict=True):

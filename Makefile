@@ -38,7 +38,7 @@ test: $(STAMP) $(NODE_CLIENTS) infra
 test-unit: $(STAMP)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-## The sync's benchmark, batching off and on (bench/run.py --help; about 25 min).
+## The sync's benchmark, batching off and on (bench/run.py --help; about 15 min).
 bench: $(STAMP) infra
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import subprocess
 import sys
@@ -29,6 +30,7 @@ import eventlet
 from nameko.standalone.rpc import ClusterRpcProxy
 from tqdm import tqdm
 
+from sfsync.extensions.batching import batching_config
 from sfsync.importer import (
     ExportRow,
     append_ids,
@@ -292,6 +294,7 @@ class Demo:
         self.summary = {
             "rows": total,
             "sync_instances": self.instances,
+            "batching": batching_on(),
             "rejected_rows": sales_rejected + import_rejected,
             "expected": expected,
             "salesforce_contacts": second.salesforce,
@@ -572,3 +575,10 @@ class _Timer:
 
 def _say(text: str) -> None:
     print(f"[demo] {text}", flush=True)
+
+
+def batching_on() -> bool:
+    """Whether the sync services batch, as ``config/salesforce.yaml`` reads
+    ``SFSYNC_BATCHING`` (on unless set to 0)."""
+    setting = os.environ.get("SFSYNC_BATCHING", "1")
+    return batching_config({"BATCHING": {"ENABLED": setting}})[0]

@@ -32,6 +32,7 @@ def test_demo_converges_on_a_slice_of_the_export_with_three_sync_instances(
             "--timeout", "240", "--instances", "3",
         ],
         capture_output=True, text=True, timeout=400,
+        env={k: v for k, v in os.environ.items() if k != "SFSYNC_BATCHING"},
     )  # fmt: skip
 
     last = result.stdout.strip().splitlines()[-1]
@@ -48,6 +49,7 @@ def test_demo_converges_on_a_slice_of_the_export_with_three_sync_instances(
     assert summary["unpaired"] == 0
     assert summary["echo_writes"] == 0
     assert summary["sync_instances"] == 3
+    assert summary["batching"] is True  # the default
     accounts = summary["accounts"]
     assert accounts["salesforce"] == accounts["platform"]
     assert accounts["salesforce"] == accounts["rows"] - accounts["rejected_rows"]

@@ -11,13 +11,44 @@ import logging
 import signal
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 __all__ = ["main"]
 
 
 class CommandError(Exception):
     """A failure to report to the user as one line, exit status 2."""
+
+
+@contextmanager
+def broker_errors(amqp_uri: str) -> Iterator[None]:
+    """Turn an unreachable or refusing broker into one line, password hidden."""
+    from amqp.exceptions import AMQPError  # type: ignore[import-untyped]
+
+    where = without_password(amqp_uri)
+    try:
+        yield
+    except OSError as exc:
+        raise CommandError(f"cannot reach the broker at {where}: {exc}") from exc
+    except AMQPError as exc:
+        raise CommandError(
+            f"the broker at {where} refused: {exc} "
+            "(is the vhost right? the demo's is sfsync-demo, deleted when it ends)"
+        ) from exc
+
+
+def without_password(uri: str) -> str:
+    """``uri`` with the password of its user part replaced by ``***``."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = f"{parts.username}:***@{parts.hostname}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -71,17 +102,30 @@ def main(argv: list[str] | None = None) -> None:
     load.set_defaults(run=run_import)
 
     demo = commands.add_parser("demo", help="run every part and sync real data")
-    demo.add_argument("--csv", type=Path, default=None)
+    demo.add_argument(
+        "--csv", type=Path, default=None, help="contacts export (data/contacts.csv)"
+    )
     demo.add_argument("--rows", type=int, default=None, help="use the first N rows")
     demo.add_argument("--updates", type=int, default=200, help="per side")
     demo.add_argument("--deletes", type=int, default=50, help="per side")
-    demo.add_argument("--work-dir", type=Path, default=Path("var/demo"))
-    demo.add_argument("--timeout", type=float, default=900.0)
+    demo.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path("var/demo"),
+        help="logs, databases, rejected rows (emptied first)",
+    )
+    demo.add_argument(
+        "--timeout", type=float, default=900.0, help="seconds to wait for convergence"
+    )
     demo.add_argument(
         "--instances", type=int, default=1, help="salesforce sync instances to run"
     )
     demo.add_argument("--vhost", default="sfsync-demo", help="RabbitMQ vhost to use")
-    demo.add_argument("--redis-uri", default="redis://127.0.0.1:6379/1")
+    demo.add_argument(
+        "--redis-uri",
+        default="redis://127.0.0.1:6379/1",
+        help="Redis database for the sync (flushed first)",
+    )
     demo.set_defaults(run=run_demo)
 
     letters = commands.add_parser(
@@ -141,26 +185,22 @@ def run_import(args: argparse.Namespace) -> int:
     for warning in warnings:
         print(f"warning: {warning}")
     interrupt = StopBetweenChunks()
-    try:
-        with (
-            ClusterRpcProxy({"AMQP_URI": args.amqp_uri}, timeout=120) as cluster,
-            tqdm(total=len(rows), desc="import", unit="row", file=sys.stdout,
-                 mininterval=2.0) as bar,
-        ):  # fmt: skip
-            importer = Importer(
-                getattr(cluster, service).create_many,
-                already=set(read_ids(ids_path)),
-                account_ids=account_ids,
-                on_chunk=lambda ids: append_ids(ids_path, ids),
-                progress=bar.update,
-                stopping=interrupt.requested,
-            )
-            with interrupt:
-                report = importer.run(iter(rows))
-    except OSError as exc:
-        raise CommandError(
-            f"cannot reach the broker at {args.amqp_uri}: {exc}"
-        ) from exc
+    with (
+        broker_errors(args.amqp_uri),
+        ClusterRpcProxy({"AMQP_URI": args.amqp_uri}, timeout=120) as cluster,
+        tqdm(total=len(rows), desc="import", unit="row", file=sys.stdout,
+             mininterval=2.0) as bar,
+    ):  # fmt: skip
+        importer = Importer(
+            getattr(cluster, service).create_many,
+            already=set(read_ids(ids_path)),
+            account_ids=account_ids,
+            on_chunk=lambda ids: append_ids(ids_path, ids),
+            progress=bar.update,
+            stopping=interrupt.requested,
+        )
+        with interrupt:
+            report = importer.run(iter(rows))
     for row in report.rejected:
         print(f"line {row.line}: {row.error}")
     if report.rejected:
@@ -203,7 +243,7 @@ class StopBetweenChunks:
 def run_dead_letters(args: argparse.Namespace) -> int:
     from sfsync.deadletters import list_dead_letters, replay
 
-    try:
+    with broker_errors(args.amqp_uri):
         if args.action == "list":
             letters = list_dead_letters(args.amqp_uri, args.service)
             for letter in letters:
@@ -213,10 +253,6 @@ def run_dead_letters(args: argparse.Namespace) -> int:
         if not args.ids and not args.all:
             raise CommandError("name the dead letters to replay, or pass --all")
         replayed = replay(args.amqp_uri, args.service, None if args.all else args.ids)
-    except OSError as exc:
-        raise CommandError(
-            f"cannot reach the broker at {args.amqp_uri}: {exc}"
-        ) from exc
     for letter in replayed:
         print(f"replayed {letter.id} {letter.task}")
     missing = set(args.ids) - {letter.id for letter in replayed}

@@ -634,3 +634,31 @@ def test_a_deleted_record_still_tells_which_salesforce_record_it_was(user):
     assert user.deleted_salesforce_id(linked) == "003L"
     assert user.deleted_salesforce_id(unlinked) is None
     assert user.deleted_salesforce_id(alive) is None
+
+
+# -- start-up ------------------------------------------------------------------
+
+
+def test_tables_created_by_another_service_meanwhile_do_not_stop_the_start(tmp_path):
+    url = f"sqlite:///{tmp_path / 'shared.sqlite3'}"
+    engine, other = create_engine(url), create_engine(url)
+    raced = []
+
+    def other_service_first(conn, cursor, statement, parameters, context, many):
+        if statement.lstrip().startswith("CREATE TABLE changes") and not raced:
+            raced.append(statement)
+            linked.ChangeLog.__table__.create(other)  # between check and CREATE
+
+    event.listen(engine, "before_cursor_execute", other_service_first)
+
+    linked.create_tables(engine)
+
+    assert raced
+    with engine.connect() as conn:
+        names = {
+            row[0]
+            for row in conn.exec_driver_sql(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+            )
+        }
+    assert {"changes", "tombstones", "contacts"} <= names

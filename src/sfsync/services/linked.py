@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
@@ -34,7 +35,7 @@ from typing import Any, NamedTuple, TypeVar
 from nameko.rpc import rpc
 from nameko_sqlalchemy import Database
 from sqlalchemy import DateTime, Integer, String, event, func, or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from sfsync.extensions.crud import InvalidQuery, InvalidRecord
@@ -98,7 +99,22 @@ class PlatformDatabase(Database):
         super().setup()
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_wal)
-        Base.metadata.create_all(self.engine)
+        create_tables(self.engine)
+
+
+def create_tables(engine: Any, attempts: int = 5) -> None:
+    """Create the missing tables. The platform's services start together on
+    one database: when another creates a table between this one's check and
+    its CREATE, the CREATE fails; checking again then finds it."""
+    for attempt in range(1, attempts + 1):
+        try:
+            Base.metadata.create_all(engine)
+            return
+        except DBAPIError:
+            if attempt == attempts:
+                raise
+            log.info("tables created meanwhile by another service; checking again")
+            time.sleep(0.1 * attempt)
 
 
 def _sqlite_wal(connection: Any, record: Any) -> None:

@@ -41,6 +41,7 @@ from sfsync.emulator.schema import (
     PUSH_TOPIC,
     SOBJECTS,
     USER,
+    Field,
     SObjectType,
     coerce_value,
     compound_name,
@@ -636,14 +637,7 @@ class Org:
         version: str,
     ) -> tuple[dict[str, Any], bool]:
         """Insert or update by external id; return (record, created)."""
-        spec = sotype.field(field_name)
-        if spec is None or not spec.external_id:
-            raise ApiError(
-                404,
-                "NOT_FOUND",
-                "Provided external ID field does not exist or is not accessible: "
-                f"{field_name}",
-            )
+        spec = external_id_field(sotype, field_name)
         self._require(sotype, sotype.createable and sotype.updateable, "upsert")
         key = coerce_value(spec, value)
         values = sotype.coerce(body, creating=False)
@@ -797,6 +791,20 @@ def lookup_or_fail(name: str) -> SObjectType:
             "a custom object, be sure to append the '__c' after the entity name.",
         )
     return sotype
+
+
+def external_id_field(sotype: SObjectType, field_name: str) -> Field:
+    """The external id field named in a REST path; 404 NOT_FOUND if it is
+    not one."""
+    spec = sotype.field(field_name)
+    if spec is None or not spec.external_id:
+        raise ApiError(
+            404,
+            "NOT_FOUND",
+            "Provided external ID field does not exist or is not accessible: "
+            f"{field_name}",
+        )
+    return spec
 
 
 def _zero_dml() -> dict[str, int]:

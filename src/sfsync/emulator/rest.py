@@ -14,7 +14,7 @@ from aiohttp import web
 from sfsync.emulator.calls import Call, Result, parse_body, requested_fields
 from sfsync.emulator.composite import CompositeApi
 from sfsync.emulator.errors import ApiError
-from sfsync.emulator.org import Org, lookup_or_fail
+from sfsync.emulator.org import Org, external_id_field, lookup_or_fail
 from sfsync.emulator.schema import SOBJECTS, SObjectType
 
 logger = logging.getLogger(__name__)
@@ -207,14 +207,7 @@ class RestApi:
         version: str,
         call: Call,
     ) -> Result:
-        spec = sotype.field(field_name)
-        if spec is None or not spec.external_id:
-            raise ApiError(
-                404,
-                "NOT_FOUND",
-                "Provided external ID field does not exist or is not accessible: "
-                f"{field_name}",
-            )
+        spec = external_id_field(sotype, field_name)
         matches = self.org.find_live(sotype, spec.name, value)
         if not matches:
             raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")

@@ -305,18 +305,15 @@ class StreamingClient(SharedExtension, ProviderCollector):
             if provider.channel == channel:
                 provider.catch_up(self.client, since)
 
-    def claim(self, channel: str, replay_id: int) -> bool:
-        """True for exactly one instance at a time per notification.
+    def claim_all(self, channel: str, replay_ids: Sequence[int]) -> list[bool]:
+        """For each of ``replay_ids``, in one round trip: True for exactly one
+        instance at a time.
 
         A claim is first pending for ``CLAIM_PENDING_SECONDS``, re-armed by
         this instance while it holds it; ``settle`` makes it last once its
         worker has run. So a claimer that dies on the way lets the claim
         lapse, and another instance takes the event over.
         """
-        return self.claim_all(channel, [replay_id])[0]
-
-    def claim_all(self, channel: str, replay_ids: Sequence[int]) -> list[bool]:
-        """``claim`` for each of ``replay_ids``, in one round trip."""
         assert self.redis is not None
         keys = _claim_keys(channel, replay_ids)
         pipe = self.redis.pipeline(transaction=False)
@@ -336,12 +333,9 @@ class StreamingClient(SharedExtension, ProviderCollector):
             pipe.set(key, "done", ex=CLAIM_SECONDS)
         pipe.execute()
 
-    def settled(self, channel: str, replay_id: int) -> bool | None:
-        """True once settled, None while pending, False if the claim lapsed."""
-        return self.settled_all(channel, [replay_id])[0]
-
     def settled_all(self, channel: str, replay_ids: Sequence[int]) -> list[bool | None]:
-        """``settled`` for each of ``replay_ids``, in one ``MGET``."""
+        """For each of ``replay_ids``, in one ``MGET``: True once settled,
+        None while pending, False if the claim lapsed."""
         assert self.redis is not None
         values = self.redis.mget(_claim_keys(channel, replay_ids))
         return [False if v is None else (True if v == "done" else None) for v in values]

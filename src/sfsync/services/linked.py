@@ -185,10 +185,11 @@ class SalesforceLinked:
     @rpc
     def get_many(self, record_ids: list[int]) -> list[dict[str, Any] | None]:
         """The records for ``record_ids``, in order, None for missing ones."""
-        model = self.crud_model
-        rows = self.db.session.scalars(select(model).where(model.id.in_(record_ids)))
-        found = {row.id: self.crud_serialize(row) for row in rows}
-        return [found.get(record_id) for record_id in record_ids]
+        found = self._records_by_id(record_ids)
+        return [
+            self.crud_serialize(found[record_id]) if record_id in found else None
+            for record_id in record_ids
+        ]
 
     @rpc
     def create_many(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -628,13 +628,12 @@ class SalesforceSyncService:
 
     def _sync_many(self, kind: Synced, direction: str, record_ids: list) -> None:
         handed_on: list = []
-        write = self._write_many_up if direction == "up" else self._write_many_down
         calls = {f"{kind.record}:{direction}:{i}": i for i in record_ids}
         try:
             self.debounce.run_many(
                 f"sync_{kind.record}_{direction}",
                 calls,
-                lambda ids: self._locked_many(kind, direction, ids, handed_on, write),
+                lambda ids: self._locked_many(kind, direction, ids, handed_on),
             )
         finally:
             for record_id in dict.fromkeys(handed_on):
@@ -648,16 +647,14 @@ class SalesforceSyncService:
         )
 
     def _locked_many(
-        self,
-        kind: Synced,
-        direction: str,
-        record_ids: list,
-        handed_on: list,
-        write: Callable[[Synced, list, list], None],
+        self, kind: Synced, direction: str, record_ids: list, handed_on: list
     ) -> None:
+        write: Callable[[Synced, list, list], None]
         if direction == "up":
+            write = self._write_many_up
             names = {f"{kind.record}:{i}": i for i in record_ids}
         else:
+            write = self._write_many_down
             with platform_call():
                 known = self._platform(kind).find_many_by_salesforce_id(record_ids)
             names = {
